@@ -1,0 +1,83 @@
+"""Every error Projectionist raises on purpose.
+
+ProjectionistError
+├── ConfigurationError      a setting or URL that cannot be used
+├── InvalidEventError       an event that breaks the event contract
+├── EventStoreError         the event store refused or failed an operation
+├── SnapshotStoreError      the snapshot store refused or failed an operation
+│   └── FlushNotConfirmed   an atomic flush whose reply did not confirm it
+├── ProjectionFailed        a projection handler raised on an event
+└── ModelNotFound           a query for a key that has no read model
+"""
+
+from __future__ import annotations
+
+
+class ProjectionistError(Exception):
+    """The root of every error raised on purpose by Projectionist."""
+
+
+class ConfigurationError(ProjectionistError):
+    """A setting, flag or store URL that cannot be used as given."""
+
+
+class InvalidEventError(ProjectionistError):
+    """An event that breaks the event contract.
+
+    ``where`` names the place (file and line, or sequence number) and ``field``
+    the offending field when one is to blame.
+    """
+
+    def __init__(self, reason: str, *, where: str = "", field: str = "") -> None:
+        self.reason = reason
+        self.where = where
+        self.field = field
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [self.where] if self.where else []
+        if self.field:
+            parts.append(f"field {self.field!r}")
+        prefix = ", ".join(parts)
+        return f"{prefix}: {self.reason}" if prefix else self.reason
+
+    def located(self, where: str) -> InvalidEventError:
+        """Return a copy that names ``where`` (for example ``file.jsonl line 7``)."""
+        return InvalidEventError(self.reason, where=where, field=self.field)
+
+
+class EventStoreError(ProjectionistError):
+    """The event store refused or failed an operation."""
+
+
+class SnapshotStoreError(ProjectionistError):
+    """The snapshot store refused or failed an operation."""
+
+
+class FlushNotConfirmed(SnapshotStoreError):
+    """An atomic flush ran, but its reply did not confirm every write.
+
+    The checkpoint was not advanced; the flush is safe to repeat.
+    """
+
+
+class ProjectionFailed(ProjectionistError):
+    """A projection handler raised while applying an event."""
+
+    def __init__(self, projection: str, sequence_number: int, cause: str) -> None:
+        self.projection = projection
+        self.sequence_number = sequence_number
+        super().__init__(
+            f"projection {projection!r} failed on sequence number "
+            f"{sequence_number}: {cause}"
+        )
+
+
+class ModelNotFound(ProjectionistError, LookupError):
+    """A query named a key for which no read model exists."""
+
+    def __init__(self, projection: str, key: tuple[object, ...]) -> None:
+        self.projection = projection
+        self.key = key
+        shown = " ".join(str(part) for part in key)
+        super().__init__(f"no {projection} read model for {shown}")

@@ -1,0 +1,171 @@
+"""One shard's work, free of Ray: apply batches in order, flush atomically.
+
+The Ray actor in ``actors/`` wraps a :class:`ShardCore`; a restarted actor
+builds a new one, which reloads the shard's models and checkpoint, so
+recovery is the constructor's job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from ._checkpoint import FlushPolicy
+from ._codec import decode_events
+from ._errors import SnapshotStoreError
+from ._fold import Projector
+from ._projection import Registry
+from ._stores import Flush, ShardCheckpoint, SnapshotStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardBatch:
+    """The part of one dispatcher batch that belongs to one shard.
+
+    The batch covers sequence numbers ``after + 1 .. upto``; ``payloads`` is
+    the concatenation of the encoded events of this shard among them, whose
+    numbers are ``sequence_numbers`` (possibly none).
+    """
+
+    after: int
+    upto: int
+    sequence_numbers: Sequence[int]
+    payloads: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ShardReply:
+    """A shard's answer: how far it has applied, how far that is durable,
+    and whether the batch left a gap (``applied`` then says where to resend
+    from)."""
+
+    shard: int
+    applied: int
+    durable: int
+    gap: bool = False
+
+
+class ShardCore:
+    """The models of one shard and the rules for applying and flushing them."""
+
+    def __init__(
+        self,
+        shard: int,
+        shard_count: int,
+        registry: Registry,
+        store: SnapshotStore,
+        policy: FlushPolicy,
+        max_retries: int = 5,
+    ) -> None:
+        self.shard = shard
+        self.shard_count = shard_count
+        self.store = store
+        self.policy = policy
+        self.max_retries = max_retries
+        self.projector = Projector(registry)
+        self.durable = self._load()
+        self.applied = self.durable
+        self.pending = 0
+
+    def _load(self) -> int:
+        # Models first, then the checkpoint: a checkpoint never runs ahead of
+        # the models it covers, because both were written in one flush.
+        for projection, key, state in self.store.load_models(
+            self.shard, self.shard_count
+        ):
+            self.projector.load(projection, key, state)
+        for checkpoint in self.store.read_checkpoints():
+            if checkpoint.shard == self.shard:
+                if checkpoint.shard_count != self.shard_count:
+                    raise SnapshotStoreError(
+                        f"shard {self.shard}: stored layout has "
+                        f"{checkpoint.shard_count} shards, not {self.shard_count}; "
+                        "the engine must store the new layout first"
+                    )
+                return checkpoint.sequence_number
+        return 0
+
+    def apply(self, batch: ShardBatch) -> ShardReply:
+        """Apply the events of ``batch`` this shard has not yet applied.
+
+        A batch entirely at or below ``applied`` is a repeat and changes
+        nothing. A batch starting beyond ``applied`` would skip events: it is
+        refused with ``gap=True`` so the dispatcher resends from ``applied``.
+        """
+        if batch.upto <= self.applied:
+            return self.reply()
+        if batch.after > self.applied:
+            logger.info(
+                "shard %s: batch after %s leaves a gap from %s",
+                self.shard,
+                batch.after,
+                self.applied,
+            )
+            return self.reply(gap=True)
+        count = 0
+        for event in decode_events(batch.sequence_numbers, batch.payloads):
+            if event.sequence_number > self.applied:
+                self.projector.apply(event)
+                count += 1
+        self.applied = batch.upto
+        self.pending += count
+        if self.policy.due(self.pending):
+            self.flush()
+        return self.reply()
+
+    def tick(self) -> ShardReply:
+        """Flush when the time limit has passed; called while idle."""
+        if self.applied > self.durable and self.policy.due(max(self.pending, 1)):
+            self.flush()
+        return self.reply()
+
+    def flush(self) -> ShardReply:
+        """Make every applied event durable: dirty models and checkpoint in
+        one atomic write, retried with backoff. Does nothing when all is
+        durable already."""
+        if self.applied == self.durable and not self.projector.dirty_count:
+            return self.reply()
+        flush = Flush(
+            ShardCheckpoint(self.shard, self.shard_count, self.applied),
+            self.projector.dirty_records(),
+        )
+        for attempt in self._retrying():
+            with attempt:
+                self.store.write_flush(flush)
+        self.projector.mark_clean()
+        self.durable = self.applied
+        self.pending = 0
+        self.policy.flushed()
+        logger.debug(
+            "shard %s flushed %s models up to %s",
+            self.shard,
+            len(flush.models),
+            self.durable,
+        )
+        return self.reply()
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception_type(SnapshotStoreError),
+            stop=stop_after_attempt(max(1, self.max_retries)),
+            wait=wait_exponential_jitter(initial=0.05, max=5.0),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    def reply(self, gap: bool = False) -> ShardReply:
+        return ShardReply(self.shard, self.applied, self.durable, gap)
+
+
+def _log_retry(state: object) -> None:
+    logger.warning("flush failed, retrying: %s", getattr(state, "outcome", None))
