@@ -37,6 +37,7 @@ from ._events import (
     validate_event,
 )
 from ._fold import Projector, fold
+from ._importing import JsonLinesReader, Rejected
 from ._payments import (
     BALANCE,
     PAYMENT_STATUS,
@@ -49,7 +50,7 @@ from ._payments import (
 from ._projection import MONEY, Projection, Registry
 from ._routing import route_of, shard_of
 from ._settings import Settings, load_settings
-from ._shard import ShardBatch, ShardCore, ShardReply
+from ._shard import ShardBatch, ShardCore, ShardReply, split_batch
 from ._stores import (
     AppendResult,
     EventStore,
@@ -59,9 +60,11 @@ from ._stores import (
     SnapshotStore,
     StoredRow,
 )
+from ._workload import DEFAULT_CURRENCIES, generate_events
 
 __all__ = [
     "BALANCE",
+    "DEFAULT_CURRENCIES",
     "MONEY",
     "PAYMENT_COMPLETED",
     "PAYMENT_FAILED",
@@ -80,6 +83,7 @@ __all__ = [
     "FlushNotConfirmed",
     "FlushPolicy",
     "InvalidEventError",
+    "JsonLinesReader",
     "ModelNotFound",
     "ModelRecord",
     "PaymentStatus",
@@ -88,6 +92,7 @@ __all__ = [
     "ProjectionistError",
     "Projector",
     "Registry",
+    "Rejected",
     "Settings",
     "ShardBatch",
     "ShardCheckpoint",
@@ -105,6 +110,7 @@ __all__ = [
     "exact_decimal",
     "fold",
     "format_time",
+    "generate_events",
     "load_settings",
     "pack",
     "pack_key",
@@ -114,6 +120,7 @@ __all__ = [
     "plan_start",
     "route_of",
     "shard_of",
+    "split_batch",
     "to_plain",
     "unpack",
     "unpack_key",

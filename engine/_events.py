@@ -233,9 +233,11 @@ def _no_constant(name: str) -> object:
 
 
 def event_to_json(event: Event) -> dict[str, Any]:
-    """Return the interchange form of an event: decimals as strings."""
+    """Return the interchange form of an event: decimals as strings; a
+    sequence number not yet assigned is left out."""
+    number = {"sequence_number": event.sequence_number} if event.sequence_number else {}
     return {
-        "sequence_number": event.sequence_number,
+        **number,
         "event_id": event.event_id,
         "event_type": event.event_type,
         "created_at": format_time(event.created_at),

@@ -23,7 +23,7 @@ from ._codec import decode_events
 from ._errors import SnapshotStoreError
 from ._fold import Projector
 from ._projection import Registry
-from ._stores import Flush, ShardCheckpoint, SnapshotStore
+from ._stores import Flush, ShardCheckpoint, SnapshotStore, StoredRow
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,25 @@ class ShardReply:
     applied: int
     durable: int
     gap: bool = False
+
+
+def split_batch(
+    rows: Sequence[StoredRow], after: int, shard_count: int
+) -> list[ShardBatch]:
+    """Split rows read after ``after`` into one batch per shard, without
+    decoding them: each row's stored route picks its shard, and each shard's
+    payloads keep the rows' order."""
+    upto = rows[-1].sequence_number if rows else after
+    numbers: list[list[int]] = [[] for _ in range(shard_count)]
+    payloads: list[list[bytes]] = [[] for _ in range(shard_count)]
+    for row in rows:
+        shard = row.route % shard_count
+        numbers[shard].append(row.sequence_number)
+        payloads[shard].append(row.payload)
+    return [
+        ShardBatch(after, upto, numbers[i], b"".join(payloads[i]))
+        for i in range(shard_count)
+    ]
 
 
 class ShardCore:

@@ -1,0 +1,145 @@
+"""The Dispatcher actor: reads the log in batches and feeds the shards."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import ray
+
+from engine import Settings, ShardReply, split_batch
+
+from ._refs import StoreRef, open_events
+
+logger = logging.getLogger(__name__)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=4, num_cpus=0)
+class Dispatcher:
+    """Reads events after the lowest shard position and routes them.
+
+    Up to ``max_in_flight`` batches are on their way at once. Each shard
+    answers with how far it has applied; a shard that lost state (it was
+    restarted) answers with a gap, and the dispatcher resends from there.
+    ``run`` is the main loop; ``status`` and ``stop`` answer while it runs.
+    """
+
+    def __init__(self, events: StoreRef, shards: list[Any], settings: Settings) -> None:
+        self.store = open_events(events)
+        self.shards = shards
+        self.settings = settings
+        self.replies: dict[int, ShardReply] = {}
+        self._record(ray.get([shard.position.remote() for shard in shards]))
+        self.sent = min(reply.applied for reply in self.replies.values())
+        self.dispatched = 0
+        self.caught_up = False
+        self.behind_since: float | None = None
+        self._stopping = threading.Event()
+        logger.info("dispatcher starting after sequence number %s", self.sent)
+
+    def run(self, live: bool) -> dict[str, Any]:
+        """Catch up to the head; with ``live``, keep following it until
+        :meth:`stop`. Returns :meth:`status` once every shard has flushed."""
+        self._stopping.clear()
+        in_flight: deque[tuple[int, list[Any]]] = deque()
+        while not self._stopping.is_set():
+            at_head = self._fill(in_flight)
+            if in_flight:
+                self._settle(in_flight.popleft(), in_flight)
+                continue
+            if at_head and not self.caught_up:
+                self._flush_all()
+                continue
+            if not live:
+                break
+            self._idle()
+        self._drain(in_flight)
+        self._flush_all()
+        return self.status()
+
+    def _fill(self, in_flight: deque[tuple[int, list[Any]]]) -> bool:
+        # Read and send until the window is full or the head is reached.
+        limit = self.settings.batch_size
+        while len(in_flight) < self.settings.max_in_flight:
+            rows = self.store.read_after(self.sent, limit)
+            if not rows:
+                return True
+            self._mark_behind()
+            batches = split_batch(rows, self.sent, len(self.shards))
+            refs = [
+                shard.apply.remote(b.after, b.upto, b.sequence_numbers, b.payloads)
+                for shard, b in zip(self.shards, batches, strict=True)
+            ]
+            in_flight.append((batches[0].upto, refs))
+            logger.debug("sent %s events up to %s", len(rows), batches[0].upto)
+            self.sent = batches[0].upto
+            self.dispatched += len(rows)
+            if len(rows) < limit:
+                return True
+        return False
+
+    def _settle(
+        self, batch: tuple[int, list[Any]], in_flight: deque[tuple[int, list[Any]]]
+    ) -> None:
+        replies: list[ShardReply] = ray.get(batch[1])
+        self._record(replies)
+        gaps = [reply.applied for reply in replies if reply.gap]
+        if gaps:
+            # A restarted shard lost what it had not flushed: resend from
+            # the lowest position any shard reported.
+            self._drain(in_flight)
+            self.sent = min(self.sent, *gaps)
+            logger.warning("a shard restarted; resending after %s", self.sent)
+
+    def _drain(self, in_flight: deque[tuple[int, list[Any]]]) -> None:
+        while in_flight:
+            self._record(ray.get(in_flight.popleft()[1]))
+
+    def _flush_all(self) -> None:
+        self._record(ray.get([shard.flush.remote() for shard in self.shards]))
+        lowest = min(reply.applied for reply in self.replies.values())
+        if lowest < self.sent:
+            # A shard restarted since its batches were settled: resend.
+            self.sent = lowest
+            return
+        self.caught_up = True
+        self.behind_since = None
+        logger.info("caught up at sequence number %s", self.sent)
+
+    def _idle(self) -> None:
+        self._stopping.wait(self.settings.poll_interval_ms / 1000)
+        self._record(ray.get([shard.tick.remote() for shard in self.shards]))
+
+    def _mark_behind(self) -> None:
+        self.caught_up = False
+        if self.behind_since is None:
+            self.behind_since = time.monotonic()
+
+    def _record(self, replies: list[ShardReply]) -> None:
+        for reply in replies:
+            self.replies[reply.shard] = reply
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish: it drains, flushes and returns."""
+        self._stopping.set()
+
+    def status(self) -> dict[str, Any]:
+        """Positions, lag and counters, as plain values."""
+        head = self.store.head()
+        durable = min(reply.durable for reply in self.replies.values())
+        lag = 0.0 if self.behind_since is None else time.monotonic() - self.behind_since
+        return {
+            "head": head,
+            "dispatched": self.sent,
+            "caught_up": self.caught_up and durable >= head,
+            "events_processed_total": self.dispatched,
+            "projection_lag_seconds": round(lag, 3),
+            "lag_events": max(0, head - durable),
+            "shards": [
+                {"shard": r.shard, "applied": r.applied, "checkpoint": r.durable}
+                for r in sorted(self.replies.values(), key=lambda r: r.shard)
+            ],
+        }

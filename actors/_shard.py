@@ -1,0 +1,67 @@
+"""The ProjectionShard actor: a thin Ray wrapper around ``ShardCore``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import ray
+
+from engine import FlushPolicy, Registry, Settings, ShardBatch, ShardCore, ShardReply
+
+from ._refs import StoreRef, open_snapshots
+
+logger = logging.getLogger(__name__)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
+class ProjectionShard:
+    """Owns the read models of the users routed to one shard.
+
+    Ray restarts it after a crash; the constructor then reloads the shard's
+    snapshot and checkpoint, and the dispatcher resends what is missing.
+    Calls from the dispatcher run one at a time, in the order sent.
+    """
+
+    def __init__(
+        self,
+        shard: int,
+        shard_count: int,
+        store: StoreRef,
+        registry: Registry,
+        settings: Settings,
+    ) -> None:
+        policy = FlushPolicy(settings.checkpoint_interval, settings.flush_interval_ms)
+        self.core = ShardCore(
+            shard,
+            shard_count,
+            registry,
+            open_snapshots(store),
+            policy,
+            max_retries=settings.max_retries,
+        )
+        logger.info(
+            "shard %s of %s started at checkpoint %s",
+            shard,
+            shard_count,
+            self.core.durable,
+        )
+
+    def apply(
+        self, after: int, upto: int, numbers: Sequence[int], payloads: bytes
+    ) -> ShardReply:
+        return self.core.apply(ShardBatch(after, upto, numbers, payloads))
+
+    def flush(self) -> ShardReply:
+        return self.core.flush()
+
+    def tick(self) -> ShardReply:
+        return self.core.tick()
+
+    def position(self) -> ShardReply:
+        return self.core.reply()
+
+    def pid(self) -> int:
+        """The process id, so tests can kill this shard's process."""
+        return os.getpid()

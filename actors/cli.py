@@ -1,0 +1,348 @@
+"""The ``projectionist`` command line: the composition root."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from tqdm import tqdm
+
+from engine import (
+    DEFAULT_CURRENCIES,
+    InvalidEventError,
+    JsonLinesReader,
+    ModelNotFound,
+    ProjectionistError,
+    Settings,
+    event_to_json,
+    generate_events,
+    load_settings,
+)
+from stores import open_event_store
+
+from ._bench import run_bench
+from ._demo import run_demo
+from ._output import as_json, as_text
+from ._service import Projectionist
+
+logger = logging.getLogger(__name__)
+
+QUERY_KEYS = {"balance": 2, "summary": 2, "payments": 1}
+CURRENCY_COUNT = click.IntRange(1, len(DEFAULT_CURRENCIES))
+
+
+@click.group()
+@click.option("--event-store", envvar="EVENT_STORE_URL", help="Event store URL.")
+@click.option("--store", envvar="READ_MODEL_STORE_URL", help="Snapshot store URL.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("-v", "--verbose", is_flag=True, help="Log lifecycle steps.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    event_store: str | None,
+    store: str | None,
+    debug: bool,
+    verbose: bool,
+) -> None:
+    """Projectionist: read models from an ordered log of payment events."""
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = {"event_store_url": event_store, "store_url": store, "debug": debug}
+
+
+def _settings(ctx: click.Context, **flags: Any) -> Settings:
+    given = {k: v for k, v in ctx.obj.items() if k != "debug"}
+    return load_settings(**given, **flags)
+
+
+def _bar(total: int | None, unit: str, description: str) -> tqdm:  # type: ignore[type-arg]
+    return tqdm(
+        total=total,
+        unit=unit,
+        desc=description,
+        disable=not sys.stderr.isatty(),
+        file=sys.stderr,
+    )
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Import the valid lines only.")
+@click.pass_context
+def import_(ctx: click.Context, file: Path, skip_invalid: bool) -> None:
+    """Append the events of a JSON Lines FILE: all or nothing."""
+    store = open_event_store(_settings(ctx).event_store_url)
+    try:
+        with file.open(encoding="utf-8") as lines, _bar(None, "ev", "import") as bar:
+            reader = JsonLinesReader(lines, str(file), store.head(), skip_invalid)
+            result = _append(store, reader, bar)
+    finally:
+        store.close()
+    for rejected in reader.rejected:
+        click.echo(f"rejected: {rejected.error}", err=True)
+    span = f" (sequence numbers {result.first}..{result.last})" if result.count else ""
+    click.echo(f"imported {result.count} events{span}; rejected {len(reader.rejected)}")
+
+
+def _append(store: Any, reader: JsonLinesReader, bar: Any) -> Any:
+    def counted() -> Iterator[Any]:
+        for event in reader:
+            bar.update()
+            yield event
+
+    try:
+        return store.append(counted())
+    except InvalidEventError as error:
+        if error.where:
+            raise
+        raise error.located(f"{reader.source} line {reader.line}") from None
+
+
+@cli.command()
+@click.option("--until-caught-up", is_flag=True, help="Exit once the head is flushed.")
+@click.option("--shards", type=int, help="Number of projection shards.")
+@click.option("--batch-size", type=int, help="Events per dispatcher batch.")
+@click.option("--projections", help="Extra projections, as module:attribute,...")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    until_caught_up: bool,
+    shards: int | None,
+    batch_size: int | None,
+    projections: str | None,
+) -> None:
+    """Catch up from the checkpoints, then apply new events as they come."""
+    settings = _settings(
+        ctx, shards=shards, batch_size=batch_size, projections=projections
+    )
+    engine = Projectionist(settings=settings)
+    with _bar(None, "ev", "catch-up") as bar:
+
+        def progress(status: dict[str, Any]) -> None:
+            bar.total = status["head"]
+            bar.n = min(status["dispatched"], status["head"])
+            bar.refresh()
+
+        if until_caught_up:
+            status = engine.run_until_caught_up(progress)
+            click.echo(_summary(status))
+            return
+        engine.start(live=True, progress=progress)
+    click.echo(f"caught up at {engine.status()['head']}; following live (Ctrl-C stops)")
+    _wait_for_signal()
+    engine.stop()
+    click.echo("stopped; everything applied is flushed")
+
+
+def _summary(status: dict[str, Any]) -> str:
+    checkpoints = ", ".join(str(s["checkpoint"]) for s in status["shards"])
+    return f"caught up: head {status['head']}, shard checkpoints {checkpoints}"
+
+
+def _wait_for_signal() -> None:
+    stopping = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stopping.set())
+    while not stopping.wait(0.5):
+        pass
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(sorted(QUERY_KEYS)))
+@click.argument("key", nargs=-1, required=True)
+@click.option("--json", "as_json_", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def query(ctx: click.Context, kind: str, key: tuple[str, ...], as_json_: bool) -> None:
+    """One read model: balance USER CUR, summary USER CUR, or payments USER."""
+    if len(key) != QUERY_KEYS[kind]:
+        wanted = "USER CURRENCY" if QUERY_KEYS[kind] == 2 else "USER"
+        raise click.UsageError(f"query {kind} takes {wanted}")
+    engine = Projectionist(settings=_settings(ctx))
+    try:
+        model = engine.query(kind, *key)
+        fields = engine.registry.get(kind).to_public(
+            engine.registry.get(kind).to_state(model)
+        )
+    finally:
+        engine.stop()
+    click.echo(as_json(fields) if as_json_ else as_text(fields))
+
+
+@cli.command()
+@click.argument("kind")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--projections", help="Extra projections, as module:attribute,...")
+@click.pass_context
+def export(
+    ctx: click.Context, kind: str, output: Path | None, projections: str | None
+) -> None:
+    """All read models of KIND (balance, summary, payments) as JSON Lines."""
+    engine = Projectionist(settings=_settings(ctx, projections=projections))
+    try:
+        rows = engine.export(kind)
+    finally:
+        engine.stop()
+    text = "".join(as_json(state) + "\n" for _, state in rows)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"exported {len(rows)} {kind} read models to {output}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json_", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json_: bool) -> None:
+    """Head sequence number, each shard's checkpoint, and the lag."""
+    engine = Projectionist(settings=_settings(ctx))
+    try:
+        found = engine.status()
+    finally:
+        engine.stop()
+    if as_json_:
+        click.echo(as_json(found))
+        return
+    click.echo(f"head        {found['head']}")
+    click.echo(f"lag events  {found['lag_events']}")
+    for shard in found["shards"]:
+        click.echo(
+            f"shard {shard['shard']}/{shard['shard_count']}  "
+            f"checkpoint {shard['checkpoint']}"
+        )
+
+
+@cli.command()
+@click.option("--events", type=int, default=100_000, show_default=True)
+@click.option("--users", type=int, default=10_000, show_default=True)
+@click.option(
+    "--currencies", type=click.IntRange(1, len(DEFAULT_CURRENCIES)), default=3
+)
+@click.option("--seed", type=int, help="Repeat a workload exactly.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def generate(
+    ctx: click.Context,
+    events: int,
+    users: int,
+    currencies: int,
+    seed: int | None,
+    output: Path | None,
+) -> None:
+    """A synthetic payments workload, into the event store or a file."""
+    workload = generate_events(events, users, DEFAULT_CURRENCIES[:currencies], seed)
+    with _bar(events, "ev", "generate") as bar:
+        counted = (bar.update() or event for event in workload)
+        if output is not None:
+            with output.open("w", encoding="utf-8") as out:
+                for event in counted:
+                    out.write(as_json(event_to_json(event)) + "\n")
+            click.echo(f"wrote {events} events to {output}")
+            return
+        store = open_event_store(_settings(ctx).event_store_url)
+        try:
+            result = store.append(counted)
+        finally:
+            store.close()
+    click.echo(f"generated {result.count} events ({result.first}..{result.last})")
+
+
+@cli.command()
+@click.option("--events", type=int, default=1_000_000, show_default=True)
+@click.option("--users", type=int, default=100_000, show_default=True)
+@click.option(
+    "--currencies", type=click.IntRange(1, len(DEFAULT_CURRENCIES)), default=3
+)
+@click.option("--shards", "shard_list", default="1,2,4", show_default=True)
+@click.option("--batch-size", type=int, help="Events per dispatcher batch.")
+@click.option("--json", "as_json_", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench(
+    ctx: click.Context,
+    events: int,
+    users: int,
+    currencies: int,
+    shard_list: str,
+    batch_size: int | None,
+    as_json_: bool,
+) -> None:
+    """Time import and a full catch-up with each shard count (Redis store
+    unless --store names another)."""
+    settings = _settings(ctx, batch_size=batch_size)
+    store_url = ctx.obj["store_url"] or _redis_url(settings)
+    counts = [int(part) for part in shard_list.split(",") if part.strip()]
+    figures = run_bench(
+        settings, events, users, DEFAULT_CURRENCIES[:currencies], counts, store_url
+    )
+    if as_json_:
+        click.echo(as_json(figures))
+        return
+    imported = figures["import"]
+    click.echo(f"import    {imported['events_per_second']:>10,} events/s")
+    for run_ in figures["catch_up"]:
+        click.echo(
+            f"catch-up  {run_['events_per_second']:>10,} events/s  "
+            f"({run_['shards']} shards, {run_['seconds']} s)"
+        )
+
+
+def _redis_url(settings: Settings) -> str:
+    return f"redis://{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
+
+
+@cli.command()
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def demo(ctx: click.Context, folder: Path | None) -> None:
+    """Generate, project and check a small workload on embedded SQLite."""
+    settings = _settings(ctx)
+    with _folder(folder) as where:
+        ok = run_demo(where, settings, click.echo)
+    if not ok:
+        _fail("demo: some read models differ from the sequential fold")
+    click.echo("demo passed")
+
+
+@contextmanager
+def _folder(folder: Path | None) -> Iterator[Path]:
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="projectionist-demo-") as made:
+        yield Path(made)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def main() -> None:
+    """Entry point: one clear line per error, tracebacks only with --debug."""
+    debug = "--debug" in sys.argv
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except ModelNotFound as error:
+        _fail(str(error))
+    except ProjectionistError as error:
+        if debug:
+            raise
+        _fail(str(error))
+    except Exception as error:
+        if debug:
+            raise
+        _fail(f"{type(error).__name__}: {error} (run with --debug for details)")

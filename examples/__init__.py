@@ -1,0 +1,1 @@
+"""Runnable examples of Projectionist; each is run by a test."""
