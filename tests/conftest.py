@@ -1,0 +1,103 @@
+"""Shared fixtures: a private redis-server for the tests marked ``redis``."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+REDIS_MISSING = (
+    "redis-server not installed: the Redis snapshot store needs a real server"
+)
+_START_TIMEOUT_S = 10.0
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def free_loopback_port() -> int:
+    """A loopback port nothing listens on (at least at the time of asking)."""
+    return _free_loopback_port()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``redis://127.0.0.1:PORT/0`` of a redis-server started for this run
+    and stopped after it; tests that use it are skipped when there is none."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip(REDIS_MISSING)
+    port = _free_loopback_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    server = _start_redis(binary, port, workdir)
+    try:
+        _wait_until_answering(server, port, workdir / "redis.log")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _start_redis(binary: str, port: int, workdir: Path) -> subprocess.Popen[bytes]:
+    command = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        str(workdir / "redis.log"),
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _wait_until_answering(
+    server: subprocess.Popen[bytes], port: int, log: Path
+) -> None:
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    try:
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                break
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+    finally:
+        client.close()
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    pytest.fail(f"redis-server on 127.0.0.1:{port} did not answer PING:\n{tail}")
