@@ -27,12 +27,16 @@ class Dispatcher:
     ``run`` is the main loop; ``status`` and ``stop`` answer while it runs.
     """
 
-    def __init__(self, events: StoreRef, shards: list[Any], settings: Settings) -> None:
+    def __init__(
+        self, events: StoreRef, shard_names: list[str], settings: Settings
+    ) -> None:
+        # Shards are found by name: a restarted dispatcher needs nothing
+        # from the object store to be rebuilt.
         self.store = open_events(events)
-        self.shards = shards
+        self.shards = [ray.get_actor(name) for name in shard_names]
         self.settings = settings
         self.replies: dict[int, ShardReply] = {}
-        self._record(ray.get([shard.position.remote() for shard in shards]))
+        self._record(ray.get([shard.position.remote() for shard in self.shards]))
         self.sent = min(reply.applied for reply in self.replies.values())
         self.dispatched = 0
         self.caught_up = False

@@ -7,8 +7,9 @@ import os
 import sys
 
 import ray
+from ray._private import ray_constants
 
-from engine import Settings
+from engine import ConfigurationError, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def ensure_ray(settings: Settings) -> bool:
         ray.init(address=settings.ray_address, logging_level=logging.WARNING)
         return True
     _prepare_local_environment()
+    _refuse_open_listeners()
     num_cpus = settings.num_cpus or os.cpu_count() or 1
     logger.info("starting a local Ray with %s CPUs on loopback", num_cpus)
     ray.init(
@@ -38,6 +40,16 @@ def ensure_ray(settings: Settings) -> bool:
         log_to_driver=True,
     )
     return True
+
+
+def _refuse_open_listeners() -> None:
+    # Ray read the setting when it was imported; too late to change now.
+    if getattr(ray_constants, "ENABLE_RAY_CLUSTER", False):
+        raise ConfigurationError(
+            "Ray was imported before Projectionist could keep a local Ray on "
+            f"127.0.0.1; set {_LOOPBACK_ONLY}=0 in the environment, or import "
+            "actors before ray"
+        )
 
 
 def _prepare_local_environment() -> None:

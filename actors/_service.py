@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -162,14 +163,16 @@ class Projectionist:
                 "shard count changed to %s; resuming all at %s", count, plan.lowest
             )
             self.snapshots.reset_layout(count, plan.lowest)
+        run_id = uuid.uuid4().hex[:12]
+        names = [f"projectionist-{run_id}-shard-{i}" for i in range(count)]
         self._shards = [
-            ProjectionShard.remote(  # type: ignore[attr-defined]
+            ProjectionShard.options(name=name).remote(  # type: ignore[attr-defined]
                 i, count, self._snapshots_ref, self.registry, self.settings
             )
-            for i in range(count)
+            for i, name in enumerate(names)
         ]
         self._dispatcher = Dispatcher.remote(  # type: ignore[attr-defined]
-            self._events_ref, self._shards, self.settings
+            self._events_ref, names, self.settings
         )
 
     def _wait(self, ref: Any, progress: Progress | None) -> None:

@@ -49,10 +49,12 @@ class Projection:
     key: KeyFunction
     handlers: Mapping[str, Handler]
     hidden: frozenset[str] = field(default_factory=frozenset)
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        names = {f.name for f in dataclasses.fields(self.model)}
-        missing = {"last_event_version", *self.key_fields} - names
+        names = tuple(f.name for f in dataclasses.fields(self.model))
+        object.__setattr__(self, "_names", names)
+        missing = {"last_event_version", *self.key_fields} - set(names)
         if missing:
             raise ConfigurationError(
                 f"projection {self.name!r}: model {self.model.__name__} lacks "
@@ -65,7 +67,7 @@ class Projection:
 
     def to_state(self, model: Any) -> dict[str, Any]:
         """Every field of ``model``, for a snapshot."""
-        return {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+        return {name: getattr(model, name) for name in self._names}
 
     def from_state(self, state: Mapping[str, Any]) -> Any:
         """Rebuild a model from :meth:`to_state`'s output."""

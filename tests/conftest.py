@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Ray reads this when it is imported: every Ray started by the tests then
+# binds to 127.0.0.1 only.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import shutil
 import socket
 import subprocess
