@@ -63,21 +63,34 @@ def _lowest_of_old_layout(stored: Sequence[ShardCheckpoint]) -> int:
 @dataclass
 class FlushPolicy:
     """Flush after ``every_events`` applied events or ``every_ms`` since the
-    last flush, whichever comes first. The clock is injectable for tests."""
+    last flush, whichever comes first.
+
+    The time limit stretches to ``FLUSH_SHARE`` times the last flush's own
+    duration, so a shard catching up spends most of its time applying, not
+    rewriting models it will change again. The clock is injectable.
+    """
 
     every_events: int
     every_ms: int
     clock: Callable[[], float] = time.monotonic
 
+    FLUSH_SHARE = 4
+
     def __post_init__(self) -> None:
         self._since = self.clock()
+        self._last_took = 0.0
 
     def due(self, pending_events: int) -> bool:
         if pending_events <= 0:
             return False
         if pending_events >= self.every_events:
             return True
-        return (self.clock() - self._since) * 1000 >= self.every_ms
+        waited = self.clock() - self._since
+        return waited >= max(self.every_ms / 1000, self.FLUSH_SHARE * self._last_took)
 
-    def flushed(self) -> None:
-        self._since = self.clock()
+    def flushed(self, started: float | None = None) -> None:
+        """Record a flush that began at ``started`` (by this clock) and ended
+        now."""
+        now = self.clock()
+        self._last_took = 0.0 if started is None else max(0.0, now - started)
+        self._since = now

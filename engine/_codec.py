@@ -28,9 +28,7 @@ _TIME = struct.Struct(">qi")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
 _MICROSECOND = timedelta(microseconds=1)
-_TIME_CACHE_SIZE = 65_536
 _SCALARS = frozenset({str, int, bool, type(None), bytes})
-_UTC_TIMES: dict[datetime, msgpack.ExtType] = {}
 
 
 def _ext(code: int, payload: bytes) -> msgpack.ExtType:
@@ -40,16 +38,10 @@ def _ext(code: int, payload: bytes) -> msgpack.ExtType:
 
 
 def _pack_time(moment: datetime) -> msgpack.ExtType:
-    # Times in UTC repeat a lot within one flush; equal times in other
-    # zones compare equal too, so only UTC ones are cached.
-    if moment.tzinfo is not UTC:
-        return _time_ext(moment)
-    ext = _UTC_TIMES.get(moment)
-    if ext is None:
-        if len(_UTC_TIMES) >= _TIME_CACHE_SIZE:
-            _UTC_TIMES.clear()
-        ext = _UTC_TIMES[moment] = _time_ext(moment)
-    return ext
+    if moment.tzinfo is UTC:
+        micros = (moment - _EPOCH) // _MICROSECOND
+        return _ext(EXT_DATETIME, _TIME.pack(micros, 0))
+    return _time_ext(moment)
 
 
 def _time_ext(moment: datetime) -> msgpack.ExtType:

@@ -71,12 +71,13 @@ class Projector:
             self.apply(event)
 
     def dirty_records(self) -> tuple[ModelRecord, ...]:
-        """Snapshots of every changed model, taken now (models mutate)."""
+        """The state of every changed model. The states share containers
+        with the live models: encode them before the next :meth:`apply`."""
         records = []
         for name, key in self._dirty:
             projection = self.registry.get(name)
             state = projection.to_state(self.models[name][key])
-            records.append(ModelRecord(name, key, _copy_state(state)))
+            records.append(ModelRecord(name, key, state))
         return tuple(records)
 
     def mark_clean(self) -> None:
@@ -95,14 +96,6 @@ class Projector:
         table = self.models[projection]
         for key in sorted(table):
             yield key, registered.to_state(table[key])
-
-
-def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
-    # Containers inside a model keep changing after the snapshot is taken.
-    return {
-        name: dict(value) if isinstance(value, dict) else value
-        for name, value in state.items()
-    }
 
 
 def fold(registry: Registry, events: Iterable[Event]) -> Projector:

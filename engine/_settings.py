@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     )
     max_retries: int = Field(5, ge=0, validation_alias=_env("READ_MODEL_MAX_RETRIES"))
     checkpoint_interval: int = Field(
-        50_000, ge=1, validation_alias=_env("READ_MODEL_CHECKPOINT_INTERVAL")
+        200_000, ge=1, validation_alias=_env("READ_MODEL_CHECKPOINT_INTERVAL")
     )
     flush_interval_ms: int = Field(
         1_000, ge=1, validation_alias=_env("PROJECTIONIST_FLUSH_INTERVAL_MS")

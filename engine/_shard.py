@@ -154,6 +154,7 @@ class ShardCore:
         durable already."""
         if self.applied == self.durable and not self.projector.dirty_count:
             return self.reply()
+        started = self.policy.clock()
         flush = Flush(
             ShardCheckpoint(self.shard, self.shard_count, self.applied),
             self.projector.dirty_records(),
@@ -164,7 +165,7 @@ class ShardCore:
         self.projector.mark_clean()
         self.durable = self.applied
         self.pending = 0
-        self.policy.flushed()
+        self.policy.flushed(started)
         logger.debug(
             "shard %s flushed %s models up to %s",
             self.shard,
@@ -177,7 +178,7 @@ class ShardCore:
         return Retrying(
             retry=retry_if_exception_type(SnapshotStoreError),
             stop=stop_after_attempt(max(1, self.max_retries)),
-            wait=wait_exponential_jitter(initial=0.05, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=5.0, jitter=0.1),
             before_sleep=_log_retry,
             reraise=True,
         )
