@@ -40,6 +40,8 @@ class ProjectionShard:
             open_snapshots(store),
             policy,
             max_retries=settings.max_retries,
+            max_unflushed=settings.max_unflushed,
+            patience_seconds=settings.flush_patience_seconds,
         )
         logger.info(
             "shard %s of %s started at checkpoint %s",

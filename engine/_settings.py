@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     checkpoint_interval: int = Field(
         200_000, ge=1, validation_alias=_env("READ_MODEL_CHECKPOINT_INTERVAL")
     )
+    max_unflushed: int = Field(
+        1_000_000, ge=1, validation_alias=_env("PROJECTIONIST_MAX_UNFLUSHED_EVENTS")
+    )
+    flush_patience_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("PROJECTIONIST_FLUSH_PATIENCE_SECONDS")
+    )
     flush_interval_ms: int = Field(
         1_000, ge=1, validation_alias=_env("PROJECTIONIST_FLUSH_INTERVAL_MS")
     )

@@ -15,6 +15,7 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
     wait_exponential_jitter,
 )
 
@@ -85,12 +86,16 @@ class ShardCore:
         store: SnapshotStore,
         policy: FlushPolicy,
         max_retries: int = 5,
+        max_unflushed: int = 1_000_000,
+        patience_seconds: float = 300.0,
     ) -> None:
         self.shard = shard
         self.shard_count = shard_count
         self.store = store
         self.policy = policy
         self.max_retries = max_retries
+        self.max_unflushed = max_unflushed
+        self.patience_seconds = patience_seconds
         self.projector = Projector(registry)
         self.durable = self._load()
         self.applied = self.durable
@@ -138,28 +143,54 @@ class ShardCore:
                 count += 1
         self.applied = batch.upto
         self.pending += count
-        if self.policy.due(self.pending):
-            self.flush()
+        self._flush_when_due(self.pending)
         return self.reply()
 
     def tick(self) -> ShardReply:
         """Flush when the time limit has passed; called while idle."""
-        if self.applied > self.durable and self.policy.due(max(self.pending, 1)):
-            self.flush()
+        if self.applied > self.durable:
+            self._flush_when_due(max(self.pending, 1))
         return self.reply()
 
+    def _flush_when_due(self, pending: int) -> None:
+        # A store that keeps failing does not stop the shard at once: it
+        # goes on applying in memory until ``max_unflushed`` events wait,
+        # and only then blocks (back-pressure) until the store is back.
+        if not self.policy.due(pending):
+            return
+        try:
+            self._write(patient=False)
+        except SnapshotStoreError as error:
+            if self.pending < self.max_unflushed:
+                self.policy.flushed(None)
+                logger.warning(
+                    "shard %s: flush failed, %s events wait in memory: %s",
+                    self.shard,
+                    self.pending,
+                    error,
+                )
+                return
+            logger.warning("shard %s: holding back until the store is back", self.shard)
+            self._write(patient=True)
+
     def flush(self) -> ShardReply:
-        """Make every applied event durable: dirty models and checkpoint in
-        one atomic write, retried with backoff. Does nothing when all is
-        durable already."""
+        """Make every applied event durable, retrying for up to
+        ``patience_seconds``; raises :class:`SnapshotStoreError` if the store
+        stays unreachable. Does nothing when all is durable already."""
+        self._write(patient=True)
+        return self.reply()
+
+    def _write(self, patient: bool) -> None:
+        # Dirty models and the checkpoint that covers them, in one atomic
+        # write; on failure nothing is marked durable and all stays dirty.
         if self.applied == self.durable and not self.projector.dirty_count:
-            return self.reply()
+            return
         started = self.policy.clock()
         flush = Flush(
             ShardCheckpoint(self.shard, self.shard_count, self.applied),
             self.projector.dirty_records(),
         )
-        for attempt in self._retrying():
+        for attempt in self._retrying(patient):
             with attempt:
                 self.store.write_flush(flush)
         self.projector.mark_clean()
@@ -172,12 +203,12 @@ class ShardCore:
             len(flush.models),
             self.durable,
         )
-        return self.reply()
 
-    def _retrying(self) -> Retrying:
+    def _retrying(self, patient: bool) -> Retrying:
+        attempts = stop_after_attempt(max(1, self.max_retries))
         return Retrying(
             retry=retry_if_exception_type(SnapshotStoreError),
-            stop=stop_after_attempt(max(1, self.max_retries)),
+            stop=stop_after_delay(self.patience_seconds) if patient else attempts,
             wait=wait_exponential_jitter(multiplier=0.05, max=5.0, jitter=0.1),
             before_sleep=_log_retry,
             reraise=True,
