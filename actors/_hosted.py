@@ -15,6 +15,7 @@ from engine import (
     AppendResult,
     Event,
     Flush,
+    Owner,
     ShardCheckpoint,
     StoredRow,
 )
@@ -94,6 +95,14 @@ class HostedSnapshotStore(_Proxy):
         self, projection: str
     ) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
         return iter(self._call("iter_models", projection))
+
+    def begin_generation(self) -> int:
+        generation: int = self._call("begin_generation")
+        return generation
+
+    def claim_shard(self, generation: int, shard: int) -> Owner:
+        owner: Owner = self._call("claim_shard", generation, shard)
+        return owner
 
     def ping(self) -> None:
         self._call("ping")

@@ -19,6 +19,7 @@ from engine import (
     Event,
     ModelNotFound,
     Projection,
+    ProjectionistError,
     Registry,
     Settings,
     SnapshotStoreError,
@@ -103,31 +104,53 @@ class Projectionist:
         if self._dispatcher is None:
             self._ensure_ray()
             self._spawn()
-            ray.get(self._dispatcher.status.remote())
+            _get(self._dispatcher.status.remote())
 
     def start(self, live: bool = True, progress: Progress | None = None) -> None:
         """Catch up from the stored checkpoints; then, with ``live``, keep
         applying new events in the background until :meth:`stop`."""
-        self.prepare()
-        self._wait(self._dispatcher.run.remote(False), progress)
+        try:
+            self.prepare()
+            self._wait(self._dispatcher.run.remote(False), progress)
+        except BaseException:
+            self._end_actors()
+            raise
         if live:
             self._live = self._dispatcher.run.remote(True)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the live run to end; ``True``
+        if it has. Raises the error that ended it, such as
+        :class:`OwnershipLost` when another engine took over."""
+        if self._live is None:
+            return True
+        ready, _ = ray.wait([self._live], timeout=timeout)
+        if ready:
+            _get(self._live)
+        return bool(ready)
 
     def run_until_caught_up(self, progress: Progress | None = None) -> dict[str, Any]:
         """Apply and flush every event up to the head, then stop."""
         self.start(live=False, progress=progress)
-        status = self.status()
-        self.stop()
-        return status
+        try:
+            return self.status()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Flush everything applied, end the actors, and shut Ray down if
-        this engine started it. Safe to call twice."""
-        if self._dispatcher is not None:
-            ray.get(self._dispatcher.stop.remote())
-            if self._live is not None:
-                ray.get(self._live)
+        this engine started it. Safe to call twice; re-raises the error that
+        ended a live run, after cleaning up."""
+        try:
+            if self._dispatcher is not None:
+                _get(self._dispatcher.stop.remote())
+                if self._live is not None:
+                    _get(self._live)
+        finally:
             self._live = None
+            self._end_actors()
+
+    def _end_actors(self) -> None:
         for handle in [self._dispatcher, *self._shards, *self._hosts]:
             kill_quietly(handle)
         self._dispatcher, self._shards, self._hosts = None, [], []
@@ -157,6 +180,7 @@ class Projectionist:
     def _spawn(self) -> None:
         # Store the new layout before any shard reads its checkpoint.
         count = self.settings.shards
+        generation = self.snapshots.begin_generation()
         plan = plan_start(self.snapshots.read_checkpoints(), count)
         if plan.relayout:
             logger.info(
@@ -167,7 +191,7 @@ class Projectionist:
         names = [f"projectionist-{run_id}-shard-{i}" for i in range(count)]
         self._shards = [
             ProjectionShard.options(name=name).remote(  # type: ignore[attr-defined]
-                i, count, self._snapshots_ref, self.registry, self.settings
+                i, count, self._snapshots_ref, self.registry, self.settings, generation
             )
             for i, name in enumerate(names)
         ]
@@ -179,7 +203,7 @@ class Projectionist:
         while True:
             ready, _ = ray.wait([ref], timeout=0.5)
             if ready:
-                ray.get(ref)
+                _get(ref)
                 return
             if progress is not None:
                 progress(self.status())
@@ -228,7 +252,7 @@ class Projectionist:
         when the engine is not running."""
         self.open()
         if self._dispatcher is not None:
-            status: dict[str, Any] = ray.get(self._dispatcher.status.remote())
+            status: dict[str, Any] = _get(self._dispatcher.status.remote())
         else:
             status = self._stored_status()
         status["read_model_queries_total"] = self._queries
@@ -275,13 +299,25 @@ class Projectionist:
         ready, _ = ray.wait([self._live], timeout=0)
         if ready:
             try:
-                ray.get(self._live)
+                _get(self._live)
                 problems.append("engine stopped")
             except Exception as error:
                 self._errors += 1
                 problems.append(f"engine failed: {error}")
             return {}
         return self.status()
+
+
+def _get(ref: Any) -> Any:
+    """``ray.get``, with an error raised inside an actor re-raised as itself:
+    the one place where Ray's task errors are translated."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        cause = error.cause
+        if isinstance(cause, ProjectionistError):
+            raise cause from None
+        raise
 
 
 def registry_from_settings(settings: Settings) -> Registry:

@@ -31,23 +31,30 @@ class ProjectionShard:
         store: StoreRef,
         registry: Registry,
         settings: Settings,
+        generation: int,
     ) -> None:
+        # Claim the shard before loading it: a previous incarnation still
+        # running somewhere can no longer flush once this one is owner.
+        snapshots = open_snapshots(store)
+        owner = snapshots.claim_shard(generation, shard)
         policy = FlushPolicy(settings.checkpoint_interval, settings.flush_interval_ms)
         self.core = ShardCore(
             shard,
             shard_count,
             registry,
-            open_snapshots(store),
+            snapshots,
             policy,
+            owner=owner,
             max_retries=settings.max_retries,
             max_unflushed=settings.max_unflushed,
             patience_seconds=settings.flush_patience_seconds,
         )
         logger.info(
-            "shard %s of %s started at checkpoint %s",
+            "shard %s of %s started at checkpoint %s as epoch %s",
             shard,
             shard_count,
             self.core.durable,
+            owner.epoch,
         )
 
     def apply(

@@ -137,8 +137,10 @@ def run(
             return
         engine.start(live=True, progress=progress)
     click.echo(f"caught up at {engine.status()['head']}; following live (Ctrl-C stops)")
-    _wait_for_signal()
-    engine.stop()
+    try:
+        _wait_for_signal(engine)
+    finally:
+        engine.stop()
     click.echo("stopped; everything applied is flushed")
 
 
@@ -147,11 +149,12 @@ def _summary(status: dict[str, Any]) -> str:
     return f"caught up: head {status['head']}, shard checkpoints {checkpoints}"
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(engine: Projectionist) -> None:
+    # Until Ctrl-C or SIGTERM, or until the live run ends on its own error.
     stopping = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stopping.set())
-    while not stopping.wait(0.5):
+    while not stopping.is_set() and not engine.wait(0.5):
         pass
 
 
@@ -346,3 +349,7 @@ def main() -> None:
         if debug:
             raise
         _fail(f"{type(error).__name__}: {error} (run with --debug for details)")
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,10 @@ class InvalidEventError(ProjectionistError):
         self.field = field
         super().__init__(self._describe())
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Crosses process boundaries (Ray) whole, with its fields.
+        return (_rebuild_invalid, (self.reason, self.where, self.field))
+
     def _describe(self) -> str:
         parts = [self.where] if self.where else []
         if self.field:
@@ -61,16 +65,40 @@ class FlushNotConfirmed(SnapshotStoreError):
     """
 
 
+class OwnershipLost(ProjectionistError):
+    """A newer owner took a shard over: this one must stop writing.
+
+    Raised by a snapshot store for a flush or claim of a fenced-out owner.
+    Never retried.
+    """
+
+    def __init__(self, shard: int, detail: str) -> None:
+        self.shard = shard
+        self.detail = detail
+        super().__init__(
+            f"shard {shard} now belongs to a newer engine or incarnation "
+            f"({detail}); this one stops without writing. Is a second "
+            "'projectionist run' using the same stores?"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.shard, self.detail))
+
+
 class ProjectionFailed(ProjectionistError):
     """A projection handler raised while applying an event."""
 
     def __init__(self, projection: str, sequence_number: int, cause: str) -> None:
         self.projection = projection
         self.sequence_number = sequence_number
+        self.cause = cause
         super().__init__(
             f"projection {projection!r} failed on sequence number "
             f"{sequence_number}: {cause}"
         )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.projection, self.sequence_number, self.cause))
 
 
 class ModelNotFound(ProjectionistError, LookupError):
@@ -81,3 +109,10 @@ class ModelNotFound(ProjectionistError, LookupError):
         self.key = key
         shown = " ".join(str(part) for part in key)
         super().__init__(f"no {projection} read model for {shown}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.projection, self.key))
+
+
+def _rebuild_invalid(reason: str, where: str, field: str) -> InvalidEventError:
+    return InvalidEventError(reason, where=where, field=field)

@@ -24,7 +24,7 @@ from ._codec import decode_events
 from ._errors import SnapshotStoreError
 from ._fold import Projector
 from ._projection import Registry
-from ._stores import Flush, ShardCheckpoint, SnapshotStore, StoredRow
+from ._stores import Flush, Owner, ShardCheckpoint, SnapshotStore, StoredRow
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,12 @@ def split_batch(
 
 
 class ShardCore:
-    """The models of one shard and the rules for applying and flushing them."""
+    """The models of one shard and the rules for applying and flushing them.
+
+    With an ``owner`` (claimed from the store before the core is built),
+    every flush is fenced: once a newer owner claims the shard, the next
+    flush raises :class:`OwnershipLost` and writes nothing.
+    """
 
     def __init__(
         self,
@@ -88,7 +93,9 @@ class ShardCore:
         max_retries: int = 5,
         max_unflushed: int = 1_000_000,
         patience_seconds: float = 300.0,
+        owner: Owner | None = None,
     ) -> None:
+        self.owner = owner
         self.shard = shard
         self.shard_count = shard_count
         self.store = store
@@ -189,6 +196,7 @@ class ShardCore:
         flush = Flush(
             ShardCheckpoint(self.shard, self.shard_count, self.applied),
             self.projector.dirty_records(),
+            self.owner,
         )
         for attempt in self._retrying(patient):
             with attempt:

@@ -76,11 +76,25 @@ class ModelRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """Who may write a shard: an engine ``generation`` and, within it, the
+    ``epoch`` of one shard incarnation. Both only ever grow."""
+
+    generation: int
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
 class Flush:
-    """The dirty models of one shard and the checkpoint that covers them."""
+    """The dirty models of one shard and the checkpoint that covers them.
+
+    With an ``owner``, the store writes nothing unless that owner is still
+    the shard's current one (see :meth:`SnapshotStore.claim_shard`).
+    """
 
     checkpoint: ShardCheckpoint
     models: tuple[ModelRecord, ...]
+    owner: Owner | None = None
 
 
 class SnapshotStore(Protocol):
@@ -95,8 +109,25 @@ class SnapshotStore(Protocol):
 
         Returns only when the store confirmed every write; otherwise raises
         :class:`SnapshotStoreError` and the checkpoint is unchanged. Values
-        are absolute, so repeating a flush is safe.
+        are absolute, so repeating a flush is safe. When ``flush.owner`` is
+        no longer the shard's current owner, nothing is written and
+        :class:`OwnershipLost` is raised (never retried). A state the codec
+        refuses (a float) raises ``TypeError`` before anything is written.
         """
+        ...
+
+    def begin_generation(self) -> int:
+        """Atomically start a new engine generation and return its number
+        (1 for a fresh store). Every owner of an earlier generation is fenced
+        out from then on: its flushes and claims raise
+        :class:`OwnershipLost`."""
+        ...
+
+    def claim_shard(self, generation: int, shard: int) -> Owner:
+        """Atomically make a new incarnation the owner of ``shard`` within
+        ``generation`` (the epoch grows by one) and return it; the shard's
+        previous owner is fenced out. Raises :class:`OwnershipLost` when a
+        newer generation has begun."""
         ...
 
     def read_checkpoints(self) -> list[ShardCheckpoint]:
