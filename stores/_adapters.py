@@ -24,5 +24,6 @@ class SnapshotStoreAdapter(SnapshotStore, Protocol):
     """A snapshot store that can also be emptied."""
 
     def clear(self) -> None:
-        """Delete every model and checkpoint of this store, and nothing else."""
+        """Delete every model, checkpoint and shard owner of this store, and
+        nothing else; its next generation is 1 again."""
         ...

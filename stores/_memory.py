@@ -15,6 +15,7 @@ from engine import (
     AppendResult,
     Event,
     Flush,
+    Owner,
     ShardCheckpoint,
     StoredRow,
     decode_event,
@@ -26,7 +27,7 @@ from engine import (
 )
 
 from ._append import Numbering, duplicate_event_id
-from ._snapshots import encode_record, layout
+from ._snapshots import check_claim, check_owner, encode_record, layout
 
 
 class MemoryEventStore:
@@ -80,25 +81,48 @@ class MemoryEventStore:
 
 
 class MemorySnapshotStore:
-    """Read models and checkpoints in this process's memory."""
+    """Read models, checkpoints and shard owners in this process's memory."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._models: dict[str, dict[bytes, tuple[int, bytes]]] = {}
         self._checkpoints: dict[int, ShardCheckpoint] = {}
+        self._generation = 0
+        self._epochs: dict[int, int] = {}
 
     def write_flush(self, flush: Flush) -> None:
-        """Write the models and the checkpoint together.
+        """Write the models and the checkpoint together, if ``flush.owner`` is
+        unset or still the shard's current owner.
 
         Every state is encoded before anything changes, so a state the codec
         refuses (a float) raises ``TypeError`` and leaves the store as it was.
+        A fenced-out owner raises :class:`engine.OwnershipLost`, writing nothing.
         """
         encoded = [encode_record(model) for model in flush.models]
         with self._lock:
+            if flush.owner is not None:
+                shard = flush.checkpoint.shard
+                current = Owner(self._generation, self._epochs.get(shard, 0))
+                check_owner(shard, current, flush.owner)
             for projection, key, route, state in encoded:
                 self._models.setdefault(projection, {})[key] = (route, state)
             checkpoint = flush.checkpoint
             self._checkpoints[checkpoint.shard] = checkpoint
+
+    def begin_generation(self) -> int:
+        """Start the next generation (1 for a new store) and return it."""
+        with self._lock:
+            self._generation += 1
+            return self._generation
+
+    def claim_shard(self, generation: int, shard: int) -> Owner:
+        """Give ``shard`` its next epoch (1 for its first claim) within
+        ``generation``, which must be the current one."""
+        with self._lock:
+            check_claim(shard, self._generation, generation)
+            epoch = self._epochs.get(shard, 0) + 1
+            self._epochs[shard] = epoch
+        return Owner(generation, epoch)
 
     def read_checkpoints(self) -> list[ShardCheckpoint]:
         """Every stored shard checkpoint, in shard order."""
@@ -144,10 +168,12 @@ class MemorySnapshotStore:
         """Always reachable."""
 
     def clear(self) -> None:
-        """Delete every model and checkpoint."""
+        """Delete every model, checkpoint and owner; generations start over."""
         with self._lock:
             self._models.clear()
             self._checkpoints.clear()
+            self._generation = 0
+            self._epochs.clear()
 
     def close(self) -> None:
         """Nothing to release; the models stay readable."""

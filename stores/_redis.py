@@ -7,14 +7,21 @@ Keys, all under one prefix (``projectionist`` unless the URL says
   packed key (:func:`engine.pack_key`), value = the packed state.
 * ``{prefix}:checkpoints``: one hash; field = the shard number, value =
   msgpack ``[shard_count, sequence_number]``.
+* ``{prefix}:generation``: a string counter, the current engine generation
+  (absent before the first :meth:`RedisSnapshotStore.begin_generation`).
+* ``{prefix}:owners``: one hash; field = the shard number, value = the epoch
+  of its current owner.
 
 Nothing expires: a snapshot that vanished would silently rewind a shard.
-Every redis-py error is translated in :meth:`RedisSnapshotStore._translated`.
+Every redis-py error is translated in :meth:`RedisSnapshotStore._translated`;
+a script's ``FENCED`` reply becomes :class:`engine.OwnershipLost` there, any
+other error :class:`engine.SnapshotStoreError`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -29,6 +36,7 @@ from engine import (
     ConfigurationError,
     Flush,
     FlushNotConfirmed,
+    Owner,
     ShardCheckpoint,
     SnapshotStoreError,
     pack,
@@ -37,36 +45,60 @@ from engine import (
     unpack_key,
 )
 
-from ._snapshots import encode_record, layout, route_of_key
+from ._snapshots import check_claim, check_owner, encode_record, layout, route_of_key
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "projectionist"
 _SCAN_COUNT = 1_000
 _GLOB_SPECIALS = frozenset("*?[]\\")
+_FENCED_CLAIM = re.compile(
+    r"FENCED shard=(-?\d+) generation=(\d+) presented_generation=(-?\d+)"
+)
+_FENCED_FLUSH = re.compile(
+    r"FENCED shard=(-?\d+) generation=(\d+) epoch=(\d+)"
+    r" presented_generation=(-?\d+) presented_epoch=(-?\d+)"
+)
 
 _FLUSH_SCRIPT = """
--- Write one shard's flush: its models, then its checkpoint, atomically.
+-- Write one shard's flush: its models, then its checkpoint, atomically,
+-- unless the owner it names has been fenced out.
 -- KEYS[1]     the checkpoint hash, {prefix}:checkpoints
--- KEYS[2..n]  one model hash per projection in the flush
--- ARGV[1]     the shard number: the checkpoint's field
+-- KEYS[2]     the generation counter, {prefix}:generation
+-- KEYS[3]     the owners hash, {prefix}:owners
+-- KEYS[4..n]  one model hash per projection in the flush
+-- ARGV[1]     the shard number: the checkpoint's and the owner's field
 -- ARGV[2]     the checkpoint: msgpack [shard_count, sequence_number]
--- ARGV[3..]   for each model hash, in KEYS order: a field count c, then c
+-- ARGV[3]     the owner's generation, or '' to write without a check
+-- ARGV[4]     the owner's epoch, or '' to write without a check
+-- ARGV[5..]   for each model hash, in KEYS order: a field count c, then c
 --             pairs of packed key and packed state
--- Reply:      the number of hash fields written, the checkpoint included
+-- Reply:      the number of hash fields written, the checkpoint included;
+--             or, having written nothing, the error 'FENCED shard=S
+--             generation=G epoch=E presented_generation=g presented_epoch=e'
+--             when the owner presented (g, e) is not the current one (G, E)
 -- Arguments that do not add up fail before any write. The checkpoint goes
 -- last, so a script that fails part way never advances it. HSET takes at
 -- most 500 pairs per call: Lua's unpack is limited by its stack.
-local at = 3
-for k = 2, #KEYS do
+local at = 5
+for k = 4, #KEYS do
   at = at + 1 + 2 * tonumber(ARGV[at])
 end
 if at ~= #ARGV + 1 then
   return redis.error_reply('flush arguments do not match their counts')
 end
-at = 3
+if ARGV[3] ~= '' then
+  local generation = tonumber(redis.call('GET', KEYS[2]) or 0)
+  local epoch = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or 0)
+  if generation ~= tonumber(ARGV[3]) or epoch ~= tonumber(ARGV[4]) then
+    return redis.error_reply(string.format(
+      'FENCED shard=%s generation=%d epoch=%d presented_generation=%s '
+      .. 'presented_epoch=%s', ARGV[1], generation, epoch, ARGV[3], ARGV[4]))
+  end
+end
+at = 5
 local written = 0
-for k = 2, #KEYS do
+for k = 4, #KEYS do
   local count = tonumber(ARGV[at])
   at = at + 1
   local done = 0
@@ -83,9 +115,27 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return written + 1
 """
 
+_CLAIM_SCRIPT = """
+-- Make a new incarnation the owner of one shard, atomically.
+-- KEYS[1]  the generation counter, {prefix}:generation
+-- KEYS[2]  the owners hash, {prefix}:owners
+-- ARGV[1]  the shard number: the owner's field
+-- ARGV[2]  the claimer's generation
+-- Reply:   the shard's new epoch (1 for its first claim); or, having changed
+--          nothing, the error 'FENCED shard=S generation=G
+--          presented_generation=g' when g is not the current generation G
+local generation = tonumber(redis.call('GET', KEYS[1]) or 0)
+if generation ~= tonumber(ARGV[2]) then
+  return redis.error_reply(string.format(
+    'FENCED shard=%s generation=%d presented_generation=%s',
+    ARGV[1], generation, ARGV[2]))
+end
+return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+"""
+
 
 class RedisSnapshotStore:
-    """Read models and checkpoints in Redis, under one key prefix.
+    """Read models, checkpoints and shard owners in Redis, under one key prefix.
 
     ``client`` must return bytes (``decode_responses=False``). Use
     :meth:`from_url` to build one from a ``redis://`` or ``rediss://`` URL.
@@ -102,7 +152,10 @@ class RedisSnapshotStore:
         self._client = client
         self._where = f"{options.get('host')}:{options.get('port')}/{options.get('db')}"
         self._checkpoints_key = f"{prefix}:checkpoints"
+        self._generation_key = f"{prefix}:generation"
+        self._owners_key = f"{prefix}:owners"
         self._flush_script = client.register_script(_FLUSH_SCRIPT)
+        self._claim_script = client.register_script(_CLAIM_SCRIPT)
 
     @classmethod
     def from_url(cls, url: str) -> RedisSnapshotStore:
@@ -125,10 +178,12 @@ class RedisSnapshotStore:
 
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:
-        """Turn any redis-py error raised inside into SnapshotStoreError."""
+        """Turn a script's ``FENCED`` reply raised inside into OwnershipLost,
+        and any other redis-py error into SnapshotStoreError."""
         try:
             yield
         except redis.RedisError as error:
+            _raise_if_fenced(error)
             raise SnapshotStoreError(
                 f"the Redis snapshot store at {self._where} could not {action}: "
                 f"{type(error).__name__}: {error}"
@@ -138,11 +193,13 @@ class RedisSnapshotStore:
         return f"{self.prefix}:model:{projection}"
 
     def write_flush(self, flush: Flush) -> None:
-        """Write the models and the checkpoint in one script, and check that
-        its reply counts every field.
+        """Write the models and the checkpoint in one script, if ``flush.owner``
+        is unset or still the shard's current owner, and check that its reply
+        counts every field.
 
-        Raises :class:`engine.FlushNotConfirmed` when the count differs, and
-        ``TypeError`` before anything is sent for a state the codec refuses.
+        Raises :class:`engine.FlushNotConfirmed` when the count differs,
+        :class:`engine.OwnershipLost` (nothing written) for a fenced-out owner,
+        and ``TypeError`` before anything is sent for a state the codec refuses.
         """
         keys, arguments = self._flush_arguments(flush)
         expected = len(flush.models) + 1
@@ -167,15 +224,38 @@ class RedisSnapshotStore:
             fields.setdefault(projection, []).extend((key, state))
 
         checkpoint = flush.checkpoint
-        keys = [self._checkpoints_key, *map(self._model_key, fields)]
+        owner = flush.owner
+        keys = [
+            self._checkpoints_key,
+            self._generation_key,
+            self._owners_key,
+            *map(self._model_key, fields),
+        ]
         arguments: list[Any] = [
             checkpoint.shard,
             pack([checkpoint.shard_count, checkpoint.sequence_number]),
+            "" if owner is None else owner.generation,
+            "" if owner is None else owner.epoch,
         ]
         for pairs in fields.values():
             arguments.append(len(pairs) // 2)
             arguments.extend(pairs)
         return keys, arguments
+
+    def begin_generation(self) -> int:
+        """Start the next generation (1 for a new prefix) and return it."""
+        with self._translated("begin a generation"):
+            generation = self._client.incr(self._generation_key)
+        logger.info("began generation %s under prefix %s", generation, self.prefix)
+        return int(generation)
+
+    def claim_shard(self, generation: int, shard: int) -> Owner:
+        """Give ``shard`` its next epoch (1 for its first claim) within
+        ``generation``, which must be the current one, in one script."""
+        keys = [self._generation_key, self._owners_key]
+        with self._translated("claim a shard"):
+            epoch = self._claim_script(keys=keys, args=[shard, generation])
+        return Owner(generation, int(epoch))
 
     def read_checkpoints(self) -> list[ShardCheckpoint]:
         """Every stored shard checkpoint, in shard order."""
@@ -244,14 +324,36 @@ class RedisSnapshotStore:
             self._client.ping()
 
     def clear(self) -> None:
-        """Delete this prefix's models and checkpoints, and no other key."""
+        """Delete this prefix's models, checkpoints and owners, and no other
+        key; generations start over."""
         keys = [self._model_key(name) for name in self._projections()]
         with self._translated("clear the store"):
-            self._client.delete(self._checkpoints_key, *keys)
+            self._client.delete(
+                self._checkpoints_key, self._generation_key, self._owners_key, *keys
+            )
 
     def close(self) -> None:
         with self._translated("close the connection"):
             self._client.close()
+
+
+def _raise_if_fenced(error: redis.RedisError) -> None:
+    """Raise the :class:`engine.OwnershipLost` that a script's ``FENCED``
+    reply stands for; return for any other error, a malformed reply included.
+
+    The reply names the current and the presented owner, so the error reads
+    exactly as the other stores' do (see :func:`check_owner`).
+    """
+    if not isinstance(error, redis.ResponseError):
+        return
+    text = str(error)
+    if claim := _FENCED_CLAIM.fullmatch(text):
+        shard, current, presented = map(int, claim.groups())
+        check_claim(shard, current, presented)
+    elif flush := _FENCED_FLUSH.fullmatch(text):
+        shard, generation, epoch, presented, presented_epoch = map(int, flush.groups())
+        current_owner = Owner(generation, epoch)
+        check_owner(shard, current_owner, Owner(presented, presented_epoch))
 
 
 def _split_prefix(url: str) -> tuple[str, str]:

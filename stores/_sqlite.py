@@ -21,6 +21,7 @@ from engine import (
     Event,
     EventStoreError,
     Flush,
+    Owner,
     ShardCheckpoint,
     SnapshotStoreError,
     StoredRow,
@@ -33,7 +34,7 @@ from engine import (
 )
 
 from ._append import Numbering, duplicate_event_id
-from ._snapshots import encode_record, layout
+from ._snapshots import check_claim, check_owner, encode_record, layout
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     shard INTEGER PRIMARY KEY,
     shard_count INTEGER NOT NULL,
     sequence_number INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS generation (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS owners (
+    shard INTEGER PRIMARY KEY,
+    epoch INTEGER NOT NULL
 );
 """
 
@@ -240,9 +249,12 @@ class _EventRows:
 
 
 class SqliteSnapshotStore:
-    """Read models and checkpoints in one SQLite file.
+    """Read models, checkpoints and shard owners in one SQLite file.
 
-    A flush is one transaction: the models, then the checkpoint.
+    A flush is one transaction: the owner check, the models, then the
+    checkpoint. The generation is the one row of ``generation`` (none before
+    the first :meth:`begin_generation`); each claimed shard's epoch is a row
+    of ``owners``.
     """
 
     def __init__(
@@ -257,21 +269,49 @@ class SqliteSnapshotStore:
         return self._database.path
 
     def write_flush(self, flush: Flush) -> None:
-        """Write the models and the checkpoint in one transaction.
+        """Write the models and the checkpoint in one transaction, if
+        ``flush.owner`` is unset or still the shard's current owner.
 
-        A state the codec refuses (a float) raises ``TypeError``, and the
-        transaction is rolled back.
+        Every state is encoded before the transaction begins, so a state the
+        codec refuses (a float) raises ``TypeError`` with nothing written, and
+        the write lock is held only for the writes. A fenced-out owner raises
+        :class:`engine.OwnershipLost`, and the transaction is rolled back.
         """
+        records = [encode_record(model) for model in flush.models]
         checkpoint = flush.checkpoint
         with self._database.transaction("write a flush") as connection:
+            if flush.owner is not None:
+                current = _current_owner(connection, checkpoint.shard)
+                check_owner(checkpoint.shard, current, flush.owner)
             connection.executemany(
-                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)",
-                map(encode_record, flush.models),
+                "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?)", records
             )
             connection.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
                 (checkpoint.shard, checkpoint.shard_count, checkpoint.sequence_number),
             )
+
+    def begin_generation(self) -> int:
+        """Start the next generation (1 for a new file) and return it."""
+        with self._database.transaction("begin a generation") as connection:
+            connection.execute(
+                "INSERT INTO generation VALUES (1, 1)"
+                " ON CONFLICT (id) DO UPDATE SET value = value + 1"
+            )
+            return _current_generation(connection)
+
+    def claim_shard(self, generation: int, shard: int) -> Owner:
+        """Give ``shard`` its next epoch (1 for its first claim) within
+        ``generation``, which must be the current one, in one transaction."""
+        with self._database.transaction("claim a shard") as connection:
+            check_claim(shard, _current_generation(connection), generation)
+            connection.execute(
+                "INSERT INTO owners VALUES (?, 1)"
+                " ON CONFLICT (shard) DO UPDATE SET epoch = epoch + 1",
+                (shard,),
+            )
+            epoch = _epoch(connection, shard)
+        return Owner(generation, epoch)
 
     def read_checkpoints(self) -> list[ShardCheckpoint]:
         """Every stored shard checkpoint, in shard order."""
@@ -347,10 +387,27 @@ class SqliteSnapshotStore:
         self._database.query("reach the store", "SELECT COUNT(*) FROM checkpoints")
 
     def clear(self) -> None:
-        """Delete every model and checkpoint in this file."""
+        """Delete every model, checkpoint and owner in this file; generations
+        start over."""
         with self._database.transaction("clear the store") as connection:
-            connection.execute("DELETE FROM models")
-            connection.execute("DELETE FROM checkpoints")
+            for table in ("models", "checkpoints", "generation", "owners"):
+                connection.execute(f"DELETE FROM {table}")
 
     def close(self) -> None:
         self._database.close()
+
+
+def _current_generation(connection: sqlite3.Connection) -> int:
+    row = connection.execute("SELECT value FROM generation").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _epoch(connection: sqlite3.Connection, shard: int) -> int:
+    row = connection.execute(
+        "SELECT epoch FROM owners WHERE shard = ?", (shard,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _current_owner(connection: sqlite3.Connection, shard: int) -> Owner:
+    return Owner(_current_generation(connection), _epoch(connection, shard))

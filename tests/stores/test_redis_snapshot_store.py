@@ -1,5 +1,5 @@
 """What only the Redis snapshot store does: check its script's reply, keep to
-its prefix, never expire, and raise one error type."""
+its prefix, never expire, and raise one error type (OwnershipLost aside)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from engine import (
     Flush,
     FlushNotConfirmed,
     ModelRecord,
+    Owner,
+    OwnershipLost,
     ShardCheckpoint,
     SnapshotStoreError,
     pack,
@@ -77,14 +79,14 @@ def test_flush_not_confirmed_is_a_snapshot_store_error_so_it_is_retried() -> Non
 def test_flush_arguments_that_do_not_add_up_fail_before_any_write(
     store: RedisSnapshotStore,
 ) -> None:
-    checkpoints = f"{store.prefix}:checkpoints"
-    models = f"{store.prefix}:model:balance"
+    keys = [
+        f"{store.prefix}:{name}"
+        for name in ("checkpoints", "generation", "owners", "model:balance")
+    ]
     field, value = pack_key(("u1", "USD")), pack({"n": 1})
 
     with pytest.raises(redis.ResponseError, match="do not match"):
-        store._flush_script(
-            keys=[checkpoints, models], args=[0, pack([1, 5]), 2, field, value]
-        )
+        store._flush_script(keys=keys, args=[0, pack([1, 5]), "", "", 2, field, value])
 
     assert store.read_checkpoints() == []
     assert list(store.iter_models("balance")) == []
@@ -108,18 +110,20 @@ def test_the_flush_script_writes_models_and_checkpoint_in_one_call(
         Flush(ShardCheckpoint(0, 1, 3), (*_flush(0, 3, "u1").models, status))
     )
 
-    assert calls == [3]
+    # The checkpoints, generation and owners keys, and one hash per projection.
+    assert calls == [5]
     assert store.get_model("payment_status", ("u1",)) == {"total_payments": 1}
 
 
 @pytest.mark.redis
-def test_models_and_checkpoints_never_expire(store: RedisSnapshotStore) -> None:
-    store.write_flush(_flush(0, 1, "u1"))
+def test_models_checkpoints_and_owners_never_expire(store: RedisSnapshotStore) -> None:
+    owner = store.claim_shard(store.begin_generation(), 0)
+    store.write_flush(Flush(ShardCheckpoint(0, 1, 1), _flush(0, 1, "u1").models, owner))
     client = redis.Redis.from_url(store_url_of(store))
 
     ttls = [client.ttl(key) for key in client.scan_iter(match=f"{store.prefix}:*")]
 
-    assert len(ttls) == 2
+    assert len(ttls) == 4
     assert set(ttls) == {-1}
     client.close()
 
@@ -151,6 +155,8 @@ def _calls(store: RedisSnapshotStore) -> list[Any]:
     return [
         store.ping,
         lambda: store.write_flush(_flush(0, 1, "u1")),
+        store.begin_generation,
+        lambda: store.claim_shard(1, 0),
         store.read_checkpoints,
         lambda: store.reset_layout(2, 0),
         lambda: list(store.load_models(0, 1)),
@@ -160,7 +166,7 @@ def _calls(store: RedisSnapshotStore) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", range(10))
 def test_an_unreachable_server_raises_snapshot_store_error(
     unreachable: RedisSnapshotStore, index: int
 ) -> None:
@@ -187,6 +193,100 @@ def test_every_redis_error_becomes_a_snapshot_store_error(
     with pytest.raises(SnapshotStoreError), unreachable._translated("test"):
         # A message that also parses as a cluster redirection (slot, node).
         raise error_type("3999 127.0.0.1:7001")
+
+
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        (
+            "FENCED shard=3 generation=2 epoch=5 presented_generation=2 "
+            "presented_epoch=4",
+            "epoch 5 of generation 2 is current, not epoch 4",
+        ),
+        (
+            "FENCED shard=3 generation=2 epoch=5 presented_generation=1 "
+            "presented_epoch=5",
+            "generation 2 is current, not 1",
+        ),
+        (
+            "FENCED shard=3 generation=2 presented_generation=1",
+            "generation 2 is current, not 1",
+        ),
+    ],
+)
+def test_a_fenced_reply_becomes_ownership_lost_and_not_a_snapshot_store_error(
+    unreachable: RedisSnapshotStore, reply: str, detail: str
+) -> None:
+    with (
+        pytest.raises(OwnershipLost, match=detail) as raised,
+        unreachable._translated("test"),
+    ):
+        raise redis.ResponseError(reply)
+
+    assert raised.value.shard == 3
+    assert not isinstance(raised.value, SnapshotStoreError)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "FENCED",
+        "FENCED shard=3 generation=2",
+        "FENCED shard=3 generation=2 presented_generation=one",
+        "ERR FENCED shard=3 generation=2 presented_generation=1",
+        "FENCED shard=3 generation=2 presented_generation=1 and more",
+    ],
+)
+def test_any_other_reply_that_mentions_fencing_stays_a_snapshot_store_error(
+    unreachable: RedisSnapshotStore, reply: str
+) -> None:
+    with pytest.raises(SnapshotStoreError), unreachable._translated("test"):
+        raise redis.ResponseError(reply)
+
+
+def test_only_a_response_error_can_be_a_fenced_reply(
+    unreachable: RedisSnapshotStore,
+) -> None:
+    reply = "FENCED shard=3 generation=2 presented_generation=1"
+
+    with pytest.raises(SnapshotStoreError), unreachable._translated("test"):
+        raise redis.ConnectionError(reply)
+
+
+@pytest.mark.redis
+def test_a_fenced_flush_is_answered_by_the_script_with_a_fenced_reply(
+    store: RedisSnapshotStore,
+) -> None:
+    generation = store.begin_generation()
+    zombie = store.claim_shard(generation, 0)
+    store.claim_shard(generation, 0)
+    keys, arguments = store._flush_arguments(
+        Flush(ShardCheckpoint(0, 1, 5), _flush(0, 5, "u1").models, zombie)
+    )
+
+    with pytest.raises(redis.ResponseError) as raised:
+        store._flush_script(keys=keys, args=arguments)
+
+    assert str(raised.value) == (
+        "FENCED shard=0 generation=1 epoch=2 presented_generation=1 presented_epoch=1"
+    )
+    assert store.read_checkpoints() == []
+    assert list(store.iter_models("balance")) == []
+
+
+@pytest.mark.redis
+def test_a_claim_of_an_old_generation_is_answered_with_a_fenced_reply(
+    store: RedisSnapshotStore,
+) -> None:
+    store.begin_generation()
+    store.begin_generation()
+    keys = [f"{store.prefix}:generation", f"{store.prefix}:owners"]
+
+    with pytest.raises(redis.ResponseError) as raised:
+        store._claim_script(keys=keys, args=[4, 1])
+
+    assert str(raised.value) == "FENCED shard=4 generation=2 presented_generation=1"
+    assert store.claim_shard(2, 4) == Owner(2, 1)
 
 
 def test_a_client_that_decodes_responses_is_refused(free_loopback_port: int) -> None:

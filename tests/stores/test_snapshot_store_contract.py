@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import Flush, ModelRecord, ShardCheckpoint, shard_of
+from engine import (
+    Flush,
+    ModelRecord,
+    Owner,
+    OwnershipLost,
+    ShardCheckpoint,
+    SnapshotStoreError,
+    shard_of,
+)
 from stores import (
     MemorySnapshotStore,
     SnapshotStoreAdapter,
@@ -27,17 +37,27 @@ MOMENT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 @pytest.fixture(
     params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 )
-def store(
+def open_twin(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[SnapshotStoreAdapter]:
-    opened: SnapshotStoreAdapter
+) -> Callable[[], SnapshotStoreAdapter]:
+    """Opens one more store object on the same data: the same object for
+    memory, the same file for SQLite, the same prefix for Redis."""
     if request.param == "memory":
-        opened = MemorySnapshotStore()
-    elif request.param == "sqlite":
-        opened = SqliteSnapshotStore(tmp_path / "models.db")
-    else:
-        server = request.getfixturevalue("redis_url")
-        opened = open_snapshot_store(f"{server}?prefix=test-{uuid.uuid4().hex}")
+        shared = MemorySnapshotStore()
+        return lambda: shared
+    if request.param == "sqlite":
+        path = tmp_path / "models.db"
+        return lambda: SqliteSnapshotStore(path)
+    server = request.getfixturevalue("redis_url")
+    url = f"{server}?prefix=test-{uuid.uuid4().hex}"
+    return lambda: open_snapshot_store(url)
+
+
+@pytest.fixture
+def store(
+    open_twin: Callable[[], SnapshotStoreAdapter],
+) -> Iterator[SnapshotStoreAdapter]:
+    opened = open_twin()
     yield opened
     opened.clear()
     opened.close()
@@ -243,6 +263,165 @@ def test_clear_deletes_every_model_and_checkpoint(store: SnapshotStoreAdapter) -
     assert store.read_checkpoints() == []
     assert list(store.load_models(0, 1)) == []
     assert store.get_model("balance", ("u1", "USD")) is None
+
+
+def owned(owner: Owner | None, shard: int, upto: int, *models: ModelRecord) -> Flush:
+    return Flush(ShardCheckpoint(shard, 2, upto), models, owner)
+
+
+def test_generations_are_numbered_from_one(store: SnapshotStoreAdapter) -> None:
+    assert store.begin_generation() == 1
+    assert store.begin_generation() == 2
+
+
+def test_each_shard_counts_its_own_epochs_from_one(
+    store: SnapshotStoreAdapter,
+) -> None:
+    generation = store.begin_generation()
+
+    claims = [store.claim_shard(generation, shard) for shard in (0, 0, 1, 0, 1)]
+
+    assert [owner.epoch for owner in claims] == [1, 2, 1, 3, 2]
+    assert {owner.generation for owner in claims} == {generation}
+
+
+def test_epochs_keep_growing_across_generations(store: SnapshotStoreAdapter) -> None:
+    store.claim_shard(store.begin_generation(), 0)
+
+    assert store.claim_shard(store.begin_generation(), 0) == Owner(2, 2)
+
+
+def test_a_flush_of_the_current_owner_is_written(store: SnapshotStoreAdapter) -> None:
+    generation = store.begin_generation()
+    store.claim_shard(generation, 1)
+    owner = store.claim_shard(generation, 1)
+
+    store.write_flush(owned(owner, 1, 8, balance("u1")))
+
+    assert store.read_checkpoints() == [ShardCheckpoint(1, 2, 8)]
+    assert store.get_model("balance", ("u1", "USD")) == balance("u1").state
+
+
+def fenced(shard: int, detail: str) -> pytest.RaisesExc[OwnershipLost]:
+    """Expect OwnershipLost for ``shard`` with ``detail``; the caller checks
+    that nothing was written."""
+    return pytest.raises(OwnershipLost, match=f"shard {shard} .*{re.escape(detail)}")
+
+
+def test_a_zombie_of_a_restarted_shard_is_fenced_out_and_writes_nothing(
+    store: SnapshotStoreAdapter,
+) -> None:
+    generation = store.begin_generation()
+    zombie = store.claim_shard(generation, 1)
+    store.write_flush(owned(zombie, 1, 5, balance("u1", "1.00", 5)))
+    successor = store.claim_shard(generation, 1)
+    before = everything(store)
+
+    with fenced(1, "epoch 2 of generation 1 is current, not epoch 1") as lost:
+        store.write_flush(owned(zombie, 1, 9, balance("u1", "2.00", 9), balance("u2")))
+
+    assert everything(store) == before
+    assert lost.value.shard == 1
+    assert not isinstance(lost.value, SnapshotStoreError)
+    store.write_flush(owned(successor, 1, 9, balance("u1", "2.00", 9)))
+    assert store.read_checkpoints() == [ShardCheckpoint(1, 2, 9)]
+
+
+def test_a_flush_of_an_older_generation_is_fenced_out_and_writes_nothing(
+    store: SnapshotStoreAdapter,
+) -> None:
+    old = store.claim_shard(store.begin_generation(), 0)
+    store.write_flush(owned(old, 0, 3, balance("u1")))
+    store.begin_generation()
+    before = everything(store)
+
+    with fenced(0, "generation 2 is current, not 1"):
+        store.write_flush(owned(old, 0, 7, balance("u1", "5.00", 7)))
+
+    assert everything(store) == before
+
+
+def test_a_claim_of_an_older_generation_is_refused_and_changes_nothing(
+    store: SnapshotStoreAdapter,
+) -> None:
+    old = store.begin_generation()
+    owner = store.claim_shard(old, 0)
+    new = store.begin_generation()
+
+    with fenced(0, "generation 2 is current, not 1"):
+        store.claim_shard(old, 0)
+
+    assert store.claim_shard(new, 0) == Owner(new, owner.epoch + 1)
+
+
+def test_a_claim_of_a_generation_never_begun_is_refused(
+    store: SnapshotStoreAdapter,
+) -> None:
+    store.begin_generation()
+
+    with fenced(3, "generation 2 was never begun"):
+        store.claim_shard(2, 3)
+
+
+def test_a_flush_of_a_shard_nobody_claimed_in_this_generation_is_fenced_out(
+    store: SnapshotStoreAdapter,
+) -> None:
+    generation = store.begin_generation()
+
+    with fenced(0, "epoch 0 of generation 1 is current, not epoch 1"):
+        store.write_flush(owned(Owner(generation, 1), 0, 4, balance("u1")))
+
+    assert everything(store) == ((), ())
+
+
+def test_a_flush_without_an_owner_is_not_checked(store: SnapshotStoreAdapter) -> None:
+    generation = store.begin_generation()
+    store.claim_shard(generation, 0)
+    store.begin_generation()
+
+    store.write_flush(owned(None, 0, 6, balance("u1")))
+
+    assert store.read_checkpoints() == [ShardCheckpoint(0, 2, 6)]
+
+
+def test_clear_starts_generations_and_epochs_over(store: SnapshotStoreAdapter) -> None:
+    old = store.claim_shard(store.begin_generation(), 0)
+    store.claim_shard(store.begin_generation(), 0)
+
+    store.clear()
+
+    with fenced(0, "generation 1 was never begun: the store is at generation 0"):
+        store.write_flush(owned(old, 0, 2))
+    assert store.begin_generation() == 1
+    assert store.claim_shard(1, 0) == Owner(1, 1)
+
+
+def test_concurrent_claimers_never_get_the_same_epoch(
+    store: SnapshotStoreAdapter, open_twin: Callable[[], SnapshotStoreAdapter]
+) -> None:
+    twin = open_twin()
+    generation = store.begin_generation()
+    claimers, claims = 8, 25
+    start = threading.Barrier(claimers)
+    epochs: list[int] = []
+
+    def claim(claimer: SnapshotStoreAdapter) -> None:
+        start.wait()
+        mine = [claimer.claim_shard(generation, 0).epoch for _ in range(claims)]
+        epochs.extend(mine)
+
+    threads = [
+        threading.Thread(target=claim, args=(twin if n % 2 else store,))
+        for n in range(claimers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if twin is not store:
+        twin.close()
+
+    assert sorted(epochs) == list(range(1, claimers * claims + 1))
 
 
 def _fingerprint(value: object) -> object:

@@ -14,6 +14,7 @@ from engine import (
     EventStoreError,
     Flush,
     ModelRecord,
+    Owner,
     ShardCheckpoint,
     SnapshotStoreError,
     shard_of,
@@ -107,5 +108,24 @@ def test_snapshot_tables_are_created_on_first_use(tmp_path: Path) -> None:
         }
         mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
 
-    assert tables == {"models", "checkpoints"}
+    assert tables == {"models", "checkpoints", "generation", "owners"}
     assert mode == "wal"
+
+
+def test_a_file_from_before_fencing_gains_its_tables_and_keeps_its_models(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "models.db"
+    store = SqliteSnapshotStore(path)
+    store.write_flush(Flush(ShardCheckpoint(0, 1, 4), (ModelRecord("n", ("u1",), {}),)))
+    store.close()
+    with sqlite3.connect(path) as connection:
+        connection.executescript("DROP TABLE generation; DROP TABLE owners;")
+
+    reopened = SqliteSnapshotStore(path)
+    owner = reopened.claim_shard(reopened.begin_generation(), 0)
+
+    assert owner == Owner(1, 1)
+    assert reopened.read_checkpoints() == [ShardCheckpoint(0, 1, 4)]
+    assert reopened.get_model("n", ("u1",)) == {}
+    reopened.close()
