@@ -6,6 +6,7 @@ ProjectionistError
 ├── EventStoreError         the event store refused or failed an operation
 ├── SnapshotStoreError      the snapshot store refused or failed an operation
 │   └── FlushNotConfirmed   an atomic flush whose reply did not confirm it
+├── OwnershipLost           a newer engine or shard owner took over
 ├── ProjectionFailed        a projection handler raised on an event
 └── ModelNotFound           a query for a key that has no read model
 """
