@@ -25,6 +25,8 @@ from engine import (
     event_to_json,
     generate_events,
     load_settings,
+    parked,
+    release_user,
 )
 from stores import open_event_store
 
@@ -295,6 +297,62 @@ def bench(
             f"catch-up  {run_['events_per_second']:>10,} events/s  "
             f"({run_['shards']} shards, {run_['seconds']} s)"
         )
+
+
+@cli.group("dead-letters")
+def dead_letters() -> None:
+    """Events parked because a projection kept failing on them."""
+
+
+@dead_letters.command("list")
+@click.option("--user", help="Only this user's dead letters.")
+@click.option("--json", "as_json_", is_flag=True, help="Print JSON Lines.")
+@click.pass_context
+def dead_letters_list(ctx: click.Context, user: str | None, as_json_: bool) -> None:
+    """Every parked event, in sequence order."""
+    engine = Projectionist(settings=_settings(ctx))
+    try:
+        letters = parked([state for _, state in engine.export("dead_letters")], user)
+    finally:
+        engine.stop()
+    for letter in letters:
+        if as_json_:
+            click.echo(as_json(letter))
+            continue
+        click.echo(
+            f"{letter['sequence_number']}  user {letter['user_id']}  "
+            f"{letter['event_type']}  {letter['reason']}"
+        )
+    if not as_json_:
+        click.echo(f"{len(letters)} parked events", err=True)
+
+
+@dead_letters.command("retry")
+@click.argument("user")
+@click.pass_context
+def dead_letters_retry(ctx: click.Context, user: str) -> None:
+    """Replay USER's parked events in order and lift its quarantine. Stop
+    the engine first: a running one is fenced out."""
+    _release(ctx, user, replay=True)
+
+
+@dead_letters.command("skip")
+@click.argument("user")
+@click.pass_context
+def dead_letters_skip(ctx: click.Context, user: str) -> None:
+    """Mark USER's parked events skipped and lift its quarantine."""
+    _release(ctx, user, replay=False)
+
+
+def _release(ctx: click.Context, user: str, replay: bool) -> None:
+    engine = Projectionist(settings=_settings(ctx))
+    try:
+        engine.open()
+        done = release_user(engine.snapshots, engine.registry, user, replay)
+    finally:
+        engine.stop()
+    verb = "replayed" if done.replayed else "skipped"
+    click.echo(f"user {user}: {done.letters} parked events {verb}; quarantine lifted")
 
 
 def _redis_url(settings: Settings) -> str:

@@ -39,6 +39,7 @@ from ._events import (
 )
 from ._fold import Projector, fold
 from ._importing import JsonLinesReader, Rejected
+from ._parking import DEAD_LETTERS, QUARANTINE, DeadLetter, Quarantine, parked
 from ._payments import (
     BALANCE,
     PAYMENT_STATUS,
@@ -49,6 +50,7 @@ from ._payments import (
     payments_registry,
 )
 from ._projection import MONEY, Projection, Registry
+from ._release import Release, release_user
 from ._routing import route_of, shard_of
 from ._settings import Settings, load_settings
 from ._shard import ShardBatch, ShardCore, ShardReply, split_batch
@@ -66,18 +68,21 @@ from ._workload import DEFAULT_CURRENCIES, generate_events
 
 __all__ = [
     "BALANCE",
+    "DEAD_LETTERS",
     "DEFAULT_CURRENCIES",
     "MONEY",
     "PAYMENT_COMPLETED",
     "PAYMENT_FAILED",
     "PAYMENT_INITIATED",
     "PAYMENT_STATUS",
+    "QUARANTINE",
     "WALLET_CREDITED",
     "WALLET_DEDUCTED",
     "WALLET_SUMMARY",
     "AppendResult",
     "Balance",
     "ConfigurationError",
+    "DeadLetter",
     "Event",
     "EventStore",
     "EventStoreError",
@@ -95,8 +100,10 @@ __all__ = [
     "ProjectionFailed",
     "ProjectionistError",
     "Projector",
+    "Quarantine",
     "Registry",
     "Rejected",
+    "Release",
     "Settings",
     "ShardBatch",
     "ShardCheckpoint",
@@ -118,10 +125,12 @@ __all__ = [
     "load_settings",
     "pack",
     "pack_key",
+    "parked",
     "parse_json_line",
     "parse_time",
     "payments_registry",
     "plan_start",
+    "release_user",
     "route_of",
     "shard_of",
     "split_batch",

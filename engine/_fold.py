@@ -13,6 +13,7 @@ from typing import Any
 
 from ._errors import ProjectionFailed
 from ._events import Event
+from ._parking import DEAD_LETTERS, QUARANTINE, Quarantine, dead_letter
 from ._projection import Projection, Registry
 from ._stores import ModelRecord
 
@@ -27,6 +28,7 @@ class Projector:
             projection.name: {} for projection in registry
         }
         self._dirty: set[tuple[str, tuple[Any, ...]]] = set()
+        self._quarantined = self.models[QUARANTINE.name]
 
     def load(
         self, projection: str, key: tuple[Any, ...], state: Mapping[str, Any]
@@ -45,6 +47,9 @@ class Projector:
         if not handlers:
             return
         user_id = event.data.get("user_id")
+        if self._quarantined and self.is_quarantined(user_id):
+            self.park(event, "its user is quarantined")
+            return
         number = event.sequence_number
         for projection, handler in handlers:
             key = (user_id, *projection.key(event))
@@ -65,6 +70,27 @@ class Projector:
             ) from error
         model.last_event_version = event.sequence_number
         return model
+
+    def is_quarantined(self, user_id: object) -> bool:
+        quarantine = self._quarantined.get((user_id,))
+        return quarantine is not None and bool(quarantine.active)
+
+    def mark_dirty(self, projection: str, key: tuple[Any, ...]) -> None:
+        """Count a model changed outside :meth:`apply` in the next flush."""
+        self._dirty.add((projection, key))
+
+    def park(self, event: Event, reason: str) -> None:
+        """Park ``event`` as a dead letter and quarantine its user, so every
+        later event of that user is parked too."""
+        user_id = event.data["user_id"]
+        key = (user_id, event.sequence_number)
+        self.models[DEAD_LETTERS.name][key] = dead_letter(event, reason)
+        self._dirty.add((DEAD_LETTERS.name, key))
+        if not self.is_quarantined(user_id):
+            number = event.sequence_number
+            quarantine = Quarantine(user_id, number, reason, True, number)
+            self._quarantined[(user_id,)] = quarantine
+            self._dirty.add((QUARANTINE.name, (user_id,)))
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:

@@ -84,7 +84,7 @@ class Registry:
     def __init__(self, projections: tuple[Projection, ...] = ()) -> None:
         self._projections: dict[str, Projection] = {}
         self._by_type: dict[str, tuple[tuple[Projection, Handler], ...]] = {}
-        for projection in projections:
+        for projection in (*_reserved(), *projections):
             self.register(projection)
 
     def register(self, projection: Projection) -> None:
@@ -119,3 +119,10 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._projections)
+
+
+def _reserved() -> tuple[Projection, ...]:
+    # Dead letters and quarantines are in every registry (see _parking).
+    from ._parking import RESERVED
+
+    return RESERVED

@@ -8,10 +8,12 @@ recovery is the constructor's job.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
@@ -21,7 +23,8 @@ from tenacity import (
 
 from ._checkpoint import FlushPolicy
 from ._codec import decode_events
-from ._errors import SnapshotStoreError
+from ._errors import ProjectionFailed, SnapshotStoreError
+from ._events import Event
 from ._fold import Projector
 from ._projection import Registry
 from ._stores import Flush, Owner, ShardCheckpoint, SnapshotStore, StoredRow
@@ -107,6 +110,8 @@ class ShardCore:
         self.durable = self._load()
         self.applied = self.durable
         self.pending = 0
+        self._failures: dict[int, int] = {}
+        self._poisoned: dict[int, str] = {}
 
     def _load(self) -> int:
         # Models first, then the checkpoint: a checkpoint never runs ahead of
@@ -145,13 +150,50 @@ class ShardCore:
             return self.reply(gap=True)
         count = 0
         for event in decode_events(batch.sequence_numbers, batch.payloads):
-            if event.sequence_number > self.applied:
-                self.projector.apply(event)
-                count += 1
+            if event.sequence_number <= self.applied:
+                continue
+            try:
+                self._apply_one(event)
+            except ProjectionFailed as error:
+                return self._failed(event, error)
+            count += 1
         self.applied = batch.upto
         self.pending += count
         self._flush_when_due(self.pending)
         return self.reply()
+
+    def _apply_one(self, event: Event) -> None:
+        reason = self._poisoned.get(event.sequence_number)
+        if reason is None:
+            self.projector.apply(event)
+        else:
+            self.projector.park(event, reason)
+
+    def _failed(self, event: Event, error: ProjectionFailed) -> ShardReply:
+        # The failed handler may have left a model half changed: go back to
+        # the durable snapshot and have the dispatcher resend from there.
+        # After ``max_retries`` attempts the event is parked instead.
+        number = event.sequence_number
+        attempts = self._failures.get(number, 0) + 1
+        self._failures[number] = attempts
+        if attempts >= max(1, self.max_retries):
+            self._poisoned[number] = f"{error} (after {attempts} attempts)"
+        logger.warning(
+            "shard %s: event %s of user %s failed (attempt %s)",
+            self.shard,
+            number,
+            event.user_id,
+            attempts,
+        )
+        time.sleep(_backoff(attempts))
+        self._reload()
+        return self.reply(gap=True)
+
+    def _reload(self) -> None:
+        self.projector = Projector(self.projector.registry)
+        self.durable = self._load()
+        self.applied = self.durable
+        self.pending = 0
 
     def tick(self) -> ShardReply:
         """Flush when the time limit has passed; called while idle."""
@@ -224,6 +266,16 @@ class ShardCore:
 
     def reply(self, gap: bool = False) -> ShardReply:
         return ShardReply(self.shard, self.applied, self.durable, gap)
+
+
+_POISON_WAIT = wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05)
+
+
+def _backoff(attempts: int) -> float:
+    """Seconds to wait before applying a failed event again."""
+    state = RetryCallState(Retrying(), None, (), {})
+    state.attempt_number = attempts
+    return float(_POISON_WAIT(state))
 
 
 def _log_retry(state: object) -> None:
