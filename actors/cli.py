@@ -60,6 +60,30 @@ def cli(
     ctx.obj = {"event_store_url": event_store, "store_url": store, "debug": debug}
 
 
+def store_options(command: Any) -> Any:
+    """``--event-store`` and ``--store`` after the command name too."""
+
+    def remember(name: str) -> Any:
+        def callback(ctx: click.Context, _: Any, value: str | None) -> None:
+            if value is not None:
+                ctx.ensure_object(dict)[name] = value
+
+        return callback
+
+    command = click.option(
+        "--store",
+        help="Snapshot store URL.",
+        expose_value=False,
+        callback=remember("store_url"),
+    )(command)
+    return click.option(
+        "--event-store",
+        help="Event store URL.",
+        expose_value=False,
+        callback=remember("event_store_url"),
+    )(command)
+
+
 def _settings(ctx: click.Context, **flags: Any) -> Settings:
     given = {k: v for k, v in ctx.obj.items() if k != "debug"}
     return load_settings(**given, **flags)
@@ -76,6 +100,7 @@ def _bar(total: int | None, unit: str, description: str) -> tqdm:  # type: ignor
 
 
 @cli.command("import")
+@store_options
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Import the valid lines only.")
 @click.pass_context
@@ -103,12 +128,14 @@ def _append(store: Any, reader: JsonLinesReader, bar: Any) -> Any:
     try:
         return store.append(counted())
     except InvalidEventError as error:
-        if error.where:
-            raise
-        raise error.located(f"{reader.source} line {reader.line}") from None
+        place = f"{reader.source} line {reader.line}"
+        if error.where and error.where != place:
+            place = f"{place} ({error.where})"
+        raise error.located(place) from None
 
 
 @cli.command()
+@store_options
 @click.option("--until-caught-up", is_flag=True, help="Exit once the head is flushed.")
 @click.option("--shards", type=int, help="Number of projection shards.")
 @click.option("--batch-size", type=int, help="Events per dispatcher batch.")
@@ -161,6 +188,7 @@ def _wait_for_signal(engine: Projectionist) -> None:
 
 
 @cli.command()
+@store_options
 @click.argument("kind", type=click.Choice(sorted(QUERY_KEYS)))
 @click.argument("key", nargs=-1, required=True)
 @click.option("--json", "as_json_", is_flag=True, help="Print one JSON object.")
@@ -182,6 +210,7 @@ def query(ctx: click.Context, kind: str, key: tuple[str, ...], as_json_: bool) -
 
 
 @cli.command()
+@store_options
 @click.argument("kind")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--projections", help="Extra projections, as module:attribute,...")
@@ -204,6 +233,7 @@ def export(
 
 
 @cli.command()
+@store_options
 @click.option("--json", "as_json_", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def status(ctx: click.Context, as_json_: bool) -> None:
@@ -226,6 +256,7 @@ def status(ctx: click.Context, as_json_: bool) -> None:
 
 
 @cli.command()
+@store_options
 @click.option("--events", type=int, default=100_000, show_default=True)
 @click.option("--users", type=int, default=10_000, show_default=True)
 @click.option(
@@ -261,6 +292,7 @@ def generate(
 
 
 @cli.command()
+@store_options
 @click.option("--events", type=int, default=1_000_000, show_default=True)
 @click.option("--users", type=int, default=100_000, show_default=True)
 @click.option(
@@ -305,6 +337,7 @@ def dead_letters() -> None:
 
 
 @dead_letters.command("list")
+@store_options
 @click.option("--user", help="Only this user's dead letters.")
 @click.option("--json", "as_json_", is_flag=True, help="Print JSON Lines.")
 @click.pass_context
@@ -328,6 +361,7 @@ def dead_letters_list(ctx: click.Context, user: str | None, as_json_: bool) -> N
 
 
 @dead_letters.command("retry")
+@store_options
 @click.argument("user")
 @click.pass_context
 def dead_letters_retry(ctx: click.Context, user: str) -> None:
@@ -337,6 +371,7 @@ def dead_letters_retry(ctx: click.Context, user: str) -> None:
 
 
 @dead_letters.command("skip")
+@store_options
 @click.argument("user")
 @click.pass_context
 def dead_letters_skip(ctx: click.Context, user: str) -> None:
@@ -360,6 +395,7 @@ def _redis_url(settings: Settings) -> str:
 
 
 @cli.command()
+@store_options
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
 def demo(ctx: click.Context, folder: Path | None) -> None:
