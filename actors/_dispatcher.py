@@ -46,8 +46,10 @@ class Dispatcher:
 
     def run(self, live: bool) -> dict[str, Any]:
         """Catch up to the head; with ``live``, keep following it until
-        :meth:`stop`. Returns :meth:`status` once every shard has flushed."""
-        self._stopping.clear()
+        :meth:`stop`. Returns :meth:`status` once every shard has flushed.
+
+        A :meth:`stop` that arrives before a live run starts still ends it:
+        calls to this actor may run in any order."""
         in_flight: deque[tuple[int, list[Any]]] = deque()
         while not self._stopping.is_set():
             at_head = self._fill(in_flight)

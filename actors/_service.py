@@ -22,7 +22,6 @@ from engine import (
     ProjectionistError,
     Registry,
     Settings,
-    SnapshotStoreError,
     load_settings,
     payments_registry,
     plan_start,
@@ -283,8 +282,9 @@ class Projectionist:
         problems: list[str] = []
         status: dict[str, Any] = {}
         try:
+            self.open()
             self.snapshots.ping()
-        except (SnapshotStoreError, AttributeError) as error:
+        except ProjectionistError as error:
             problems.append(f"snapshot store unreachable: {error}")
         if self._live is None:
             problems.append("engine is not running")

@@ -200,13 +200,28 @@ def validate_event(raw: object) -> Event:
         data = data_model.model_validate(envelope.data)
     except ValidationError as error:
         raise _translate(error, inside_data="envelope" in locals()) from None
+    fields = data.model_dump(exclude_none=True)
+    _refuse_floats(fields, "data")
     return Event(
         sequence_number=envelope.sequence_number,
         event_id=envelope.event_id or str(uuid.uuid4()),
         event_type=envelope.event_type,
         created_at=envelope.created_at,
-        data=data.model_dump(exclude_none=True),
+        data=fields,
     )
+
+
+def _refuse_floats(value: object, where: str) -> None:
+    # Extra data fields are kept as given; a float among them would reach
+    # the log and lose its exact value.
+    if isinstance(value, float):
+        raise InvalidEventError("is a binary float; send a decimal string", field=where)
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _refuse_floats(item, f"{where}.{name}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse_floats(item, f"{where}[{index}]")
 
 
 def _translate(error: ValidationError, *, inside_data: bool) -> InvalidEventError:

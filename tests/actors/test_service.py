@@ -203,18 +203,6 @@ def test_restarting_with_another_shard_count_keeps_f10_exact(
     final.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: Dispatcher.run (actors/_dispatcher.py) begins with "
-        "self._stopping.clear(). Dispatcher is a threaded actor, whose calls "
-        "Ray may run in any order, so the stop() that Projectionist.stop() "
-        "sends right after start() can be handled before the live run "
-        "begins; the run clears it, never ends, and Projectionist.stop() "
-        "waits on it forever (seen in 3 of 10 start/stop pairs on a busy "
-        "machine)"
-    ),
-)
 def test_a_stop_handled_before_the_live_run_begins_still_ends_it(
     tmp_path: Path, f10_events: list[Event]
 ) -> None:
