@@ -20,6 +20,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+# The Ray and F10 fixtures shared by tests/actors and tests/cases.
+pytest_plugins = ["ray_fixtures"]
+
 REDIS_MISSING = (
     "redis-server not installed: the Redis snapshot store needs a real server"
 )

@@ -1,4 +1,5 @@
-"""A real local Ray per test module, on loopback only, and the F10 log."""
+"""Shared fixtures: a real local Ray per test module, on loopback only,
+and the base log F10 read from the shared folder."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import ray
 from actors import Projectionist
 from engine import Event, parse_json_line
 
-CASES = Path(__file__).resolve().parents[2].parent / "shared" / "cases"
+CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
 KEY_FIELDS = {"balance": 2, "summary": 2, "payments": 1}
 
 
