@@ -7,8 +7,22 @@ import os
 from collections.abc import Sequence
 
 import ray
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
-from engine import FlushPolicy, Registry, Settings, ShardBatch, ShardCore, ShardReply
+from engine import (
+    FlushPolicy,
+    Registry,
+    Settings,
+    ShardBatch,
+    ShardCore,
+    ShardReply,
+    SnapshotStoreError,
+)
 
 from ._refs import StoreRef, open_snapshots
 
@@ -33,28 +47,26 @@ class ProjectionShard:
         settings: Settings,
         generation: int,
     ) -> None:
-        # Claim the shard before loading it: a previous incarnation still
-        # running somewhere can no longer flush once this one is owner.
-        snapshots = open_snapshots(store)
-        owner = snapshots.claim_shard(generation, shard)
-        policy = FlushPolicy(settings.checkpoint_interval, settings.flush_interval_ms)
-        self.core = ShardCore(
-            shard,
-            shard_count,
-            registry,
-            snapshots,
-            policy,
-            owner=owner,
-            max_retries=settings.max_retries,
-            max_unflushed=settings.max_unflushed,
-            patience_seconds=settings.flush_patience_seconds,
+        # Ray never restarts an actor whose constructor raised, so a store
+        # that is down while this shard (re)starts is waited for.
+        retrying = Retrying(
+            retry=retry_if_exception_type(SnapshotStoreError),
+            stop=stop_after_delay(settings.flush_patience_seconds),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
+            reraise=True,
         )
+        for attempt in retrying:
+            with attempt:
+                self.core = _build(
+                    shard, shard_count, store, registry, settings, generation
+                )
+        epoch = self.core.owner.epoch if self.core.owner else 0
         logger.info(
             "shard %s of %s started at checkpoint %s as epoch %s",
             shard,
             shard_count,
             self.core.durable,
-            owner.epoch,
+            epoch,
         )
 
     def apply(
@@ -74,3 +86,28 @@ class ProjectionShard:
     def pid(self) -> int:
         """The process id, so tests can kill this shard's process."""
         return os.getpid()
+
+
+def _build(
+    shard: int,
+    shard_count: int,
+    store: StoreRef,
+    registry: Registry,
+    settings: Settings,
+    generation: int,
+) -> ShardCore:
+    # Claim the shard before loading it: a previous incarnation still
+    # running somewhere can no longer flush once this one is owner.
+    snapshots = open_snapshots(store)
+    owner = snapshots.claim_shard(generation, shard)
+    return ShardCore(
+        shard,
+        shard_count,
+        registry,
+        snapshots,
+        FlushPolicy(settings.checkpoint_interval, settings.flush_interval_ms),
+        owner=owner,
+        max_retries=settings.max_retries,
+        max_unflushed=settings.max_unflushed,
+        patience_seconds=settings.flush_patience_seconds,
+    )
