@@ -48,6 +48,7 @@ KILL_PHASE_S = 150.0
 FINAL_RUN_S = 180.0
 PAUSE_S = (0.2, 1.2)
 STARTUP_S = 120.0
+EXAMPLE_S = 600.0
 ORPHAN_GRACE_S = 20.0
 POLL_S = 0.05
 PAGE = 50_000
@@ -363,8 +364,10 @@ def test_the_failure_recovery_example_reports_no_differences(
         ["examples.failure_recovery", "--events", "30000", "--kills", "1"],
     )
     runs.append(example)
-    while example.wait(POLL_S * 4) is None:
+    deadline = time.monotonic() + EXAMPLE_S
+    while example.wait(POLL_S * 4) is None and time.monotonic() < deadline:
         example.track()
     text = output.read_text(errors="replace")
+    assert not example.running(), f"still running after {EXAMPLE_S} s"
     assert example.child.returncode == 0, text[-3000:]
     assert " 0 differences" in text, text[-3000:]

@@ -12,9 +12,10 @@ behind one another.
 Between the steps hypothesis appends events, kills shards (a new core with a
 fresh owner, loaded from the store; Ray runs the calls still queued for it
 again), kills the dispatcher (its queued calls become orphans that may still
-run, in any order, or never), makes the store refuse the next flushes,
-redelivers old batches, lets stale owners try to write, flushes, and changes
-the shard count the way ``Projectionist._spawn`` does.
+run, in any order, or never), makes the store refuse the next flushes, makes
+a handler fail on its first attempt at an event (a user projection beside
+the payments pack), redelivers old batches, lets stale owners try to write,
+flushes, and changes the shard count the way ``Projectionist._spawn`` does.
 
 After every step: each durable model equals the sequential fold of the log
 at its own ``last_event_version`` (nothing lost, nothing counted twice); its
