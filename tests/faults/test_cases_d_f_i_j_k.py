@@ -175,14 +175,6 @@ def test_d_dropped_redis_connections_and_a_restarted_shard_apply_11_once(
     assert transaction_counts(engine) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ray.exceptions.RayActorError,
-    reason="bug: a shard restarted while the snapshot store is unreachable dies "
-    "for good: ProjectionShard.__init__ (actors/_shard.py) raises "
-    "SnapshotStoreError from claim_shard, Ray never restarts an actor whose "
-    "constructor raised, and the live run ends on ActorDiedError",
-)
 def test_d_a_shard_restarted_while_redis_drops_every_connection_applies_11_once(
     tmp_path: Path,
     redis_proxy: Any,
