@@ -5,7 +5,8 @@ nothing was lost and nothing counted twice.
 over a SQLite log of 200,000 events and the private Redis. While it works,
 the test SIGKILLs its shard and dispatcher processes (found among the child's
 descendants by their Ray process titles) at random moments, and now and then
-the whole ``projectionist run`` process, starting it again. A last run goes
+the whole ``projectionist run`` process, starting it again, each time with
+2, 3 or 4 shards, so the layout changes between crashes too. A last run goes
 to completion, and every read model in Redis is compared with a sequential
 fold of the log, field by field and byte for byte.
 
@@ -42,6 +43,7 @@ EVENTS = 200_000
 MORE_EVENTS = 40_000
 USERS = 20_000
 SHARDS = 3
+SHARD_COUNTS = (2, 3, 4)
 WORKER_KILLS = 20
 DRIVER_KILLS = 3
 KILL_PHASE_S = 150.0
@@ -63,6 +65,7 @@ class Tally:
     dispatchers: int = 0
     drivers: int = 0
     runs: int = 0
+    layouts: list[int] = field(default_factory=list)
     finished: list[int] = field(default_factory=list)
 
     @property
@@ -71,6 +74,10 @@ class Tally:
 
 
 RUN = ["actors.cli", "run", "--until-caught-up", "--shards", str(SHARDS)]
+
+
+def run_with(shards: int) -> list[str]:
+    return [*RUN[:-1], str(shards)]
 
 
 class EngineRun:
@@ -208,9 +215,11 @@ def kill_while_running(
     while time.monotonic() < deadline and (
         tally.workers < WORKER_KILLS or tally.drivers < DRIVER_KILLS
     ):
-        run = EngineRun(env, log)
+        shards = rng.choice(SHARD_COUNTS)
+        run = EngineRun(env, log, run_with(shards))
         runs.append(run)
         tally.runs += 1
+        tally.layouts.append(shards)
         kill_in_one_run(run, tally, rng, deadline)
         if not run.running() and run.child.returncode != -signal.SIGKILL:
             tally.finished.append(run.child.returncode)
@@ -319,7 +328,8 @@ def test_twenty_kills_of_shards_dispatchers_and_runs_lose_and_double_nothing(
     print(
         f"kills survived: {tally.workers + tally.drivers} "
         f"({tally.shards} shards, {tally.dispatchers} dispatchers, "
-        f"{tally.drivers} whole runs) over {tally.runs} runs; "
+        f"{tally.drivers} whole runs) over {tally.runs} runs with "
+        f"{tally.layouts} shards, then {SHARDS}; "
         f"events checked: {comparison.events}; "
         f"models compared: {comparison.models}; "
         f"differences: {len(comparison.differences)}"
