@@ -16,6 +16,10 @@ def run_demo(folder: Path, settings: Settings, say: Say) -> bool:
     """Generate a workload into SQLite files in ``folder``, project it with
     two shards, and check every read model against a sequential fold.
     Returns whether every model matched."""
+    # The demo owns its two files: start them afresh on every run.
+    for name in ("demo-events.db", "demo-models.db"):
+        for suffix in ("", "-wal", "-shm"):
+            (folder / f"{name}{suffix}").unlink(missing_ok=True)
     log_url = f"sqlite:///{folder / 'demo-events.db'}"
     store_url = f"sqlite:///{folder / 'demo-models.db'}"
     events = list(generate_events(20_000, users=500, seed=2026))

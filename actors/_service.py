@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -14,6 +16,7 @@ from typing import Any
 import ray
 
 from engine import (
+    QUARANTINE,
     AppendResult,
     ConfigurationError,
     Event,
@@ -70,6 +73,7 @@ class Projectionist:
         self._dispatcher: Any = None
         self._live: Any = None
         self._errors = 0
+        self._stop_requested = False
         self._queries = 0
         self._events_ref: Any = None
         self._snapshots_ref: Any = None
@@ -84,7 +88,7 @@ class Projectionist:
             return
         urls = (self.settings.event_store_url, self.settings.snapshot_store_url)
         if any(url.startswith("memory:") for url in urls):
-            self._ensure_ray()
+            self.connect()
         self._events_ref, events_host = event_store_ref(self.settings.event_store_url)
         self._snapshots_ref, snapshots_host = snapshot_store_ref(
             self.settings.snapshot_store_url
@@ -93,15 +97,21 @@ class Projectionist:
         self.events = open_events(self._events_ref)
         self.snapshots = open_snapshots(self._snapshots_ref)
 
-    def _ensure_ray(self) -> None:
+    def connect(self) -> None:
+        """Start a local Ray, or join ``RAY_ADDRESS``, unless Ray is up."""
         self._started_ray = ensure_ray(self.settings) or self._started_ray
+
+    def request_stop(self) -> None:
+        """Ask a catch-up or live run to flush what it applied and end.
+        Safe to call from a signal handler."""
+        self._stop_requested = True
 
     def prepare(self) -> None:
         """Open the stores and start the actors, each loaded from its
         snapshot, without applying anything yet."""
         self.open()
         if self._dispatcher is None:
-            self._ensure_ray()
+            self.connect()
             self._spawn()
             _get(self._dispatcher.status.remote())
 
@@ -114,7 +124,7 @@ class Projectionist:
         except BaseException:
             self._end_actors()
             raise
-        if live:
+        if live and not self._stop_requested:
             self._live = self._dispatcher.run.remote(True)
 
     def wait(self, timeout: float) -> bool:
@@ -199,11 +209,15 @@ class Projectionist:
         )
 
     def _wait(self, ref: Any, progress: Progress | None) -> None:
+        stop_sent = False
         while True:
             ready, _ = ray.wait([ref], timeout=0.5)
             if ready:
                 _get(ref)
                 return
+            if self._stop_requested and not stop_sent:
+                self._dispatcher.stop.remote()
+                stop_sent = True
             if progress is not None:
                 progress(self.status())
 
@@ -262,9 +276,11 @@ class Projectionist:
         head = self.events.head()
         checkpoints = self.snapshots.read_checkpoints()
         lowest = min((c.sequence_number for c in checkpoints), default=0)
+        quarantines = self.snapshots.iter_models(QUARANTINE.name)
         return {
             "head": head,
             "lag_events": max(0, head - lowest),
+            "quarantined_users": sum(1 for _, q in quarantines if q["active"]),
             "shards": [
                 {
                     "shard": c.shard,
@@ -329,6 +345,9 @@ def registry_from_settings(settings: Settings) -> Registry:
 
 
 def _import_projection(path: str) -> Projection:
+    # Like ``python -m``: modules in the working directory can be named.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     module_name, _, attribute = path.partition(":")
     try:
         found = getattr(importlib.import_module(module_name), attribute)

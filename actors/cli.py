@@ -76,6 +76,9 @@ def store_options(command: Any) -> Any:
         expose_value=False,
         callback=remember("store_url"),
     )(command)
+    command = click.option(
+        "--debug", is_flag=True, expose_value=False, help="Show tracebacks."
+    )(command)
     return click.option(
         "--event-store",
         help="Event store URL.",
@@ -108,7 +111,7 @@ def import_(ctx: click.Context, file: Path, skip_invalid: bool) -> None:
     """Append the events of a JSON Lines FILE: all or nothing."""
     store = open_event_store(_settings(ctx).event_store_url)
     try:
-        with file.open(encoding="utf-8") as lines, _bar(None, "ev", "import") as bar:
+        with file.open("rb") as lines, _bar(None, "ev", "import") as bar:
             reader = JsonLinesReader(lines, str(file), store.head(), skip_invalid)
             result = _append(store, reader, bar)
     finally:
@@ -128,8 +131,10 @@ def _append(store: Any, reader: JsonLinesReader, bar: Any) -> Any:
     try:
         return store.append(counted())
     except InvalidEventError as error:
+        if error.where.startswith(reader.source):
+            raise
         place = f"{reader.source} line {reader.line}"
-        if error.where and error.where != place:
+        if error.where:
             place = f"{place} ({error.where})"
         raise error.located(place) from None
 
@@ -153,6 +158,8 @@ def run(
         ctx, shards=shards, batch_size=batch_size, projections=projections
     )
     engine = Projectionist(settings=settings)
+    engine.connect()
+    stopping = _on_signals(engine)
     with _bar(None, "ev", "catch-up") as bar:
 
         def progress(status: dict[str, Any]) -> None:
@@ -161,30 +168,37 @@ def run(
             bar.refresh()
 
         if until_caught_up:
-            status = engine.run_until_caught_up(progress)
-            click.echo(_summary(status))
+            click.echo(_summary(engine.run_until_caught_up(progress)))
             return
         engine.start(live=True, progress=progress)
-    click.echo(f"caught up at {engine.status()['head']}; following live (Ctrl-C stops)")
     try:
-        _wait_for_signal(engine)
+        if not stopping.is_set():
+            head = engine.status()["head"]
+            click.echo(f"caught up at {head}; following live (Ctrl-C stops)")
+        while not stopping.is_set() and not engine.wait(0.5):
+            pass
     finally:
         engine.stop()
     click.echo("stopped; everything applied is flushed")
 
 
+def _on_signals(engine: Projectionist) -> threading.Event:
+    # Installed once Ray is up, so these handlers are the ones that run:
+    # Ctrl-C or SIGTERM ask the engine to flush what it applied and end.
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopping.set()
+        engine.request_stop()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, stop)
+    return stopping
+
+
 def _summary(status: dict[str, Any]) -> str:
     checkpoints = ", ".join(str(s["checkpoint"]) for s in status["shards"])
     return f"caught up: head {status['head']}, shard checkpoints {checkpoints}"
-
-
-def _wait_for_signal(engine: Projectionist) -> None:
-    # Until Ctrl-C or SIGTERM, or until the live run ends on its own error.
-    stopping = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stopping.set())
-    while not stopping.is_set() and not engine.wait(0.5):
-        pass
 
 
 @cli.command()
@@ -248,6 +262,11 @@ def status(ctx: click.Context, as_json_: bool) -> None:
         return
     click.echo(f"head        {found['head']}")
     click.echo(f"lag events  {found['lag_events']}")
+    if found.get("quarantined_users"):
+        click.echo(
+            f"quarantined users  {found['quarantined_users']} "
+            "(see projectionist dead-letters list)"
+        )
     for shard in found["shards"]:
         click.echo(
             f"shard {shard['shard']}/{shard['shard_count']}  "
@@ -257,8 +276,8 @@ def status(ctx: click.Context, as_json_: bool) -> None:
 
 @cli.command()
 @store_options
-@click.option("--events", type=int, default=100_000, show_default=True)
-@click.option("--users", type=int, default=10_000, show_default=True)
+@click.option("--events", type=click.IntRange(0), default=100_000, show_default=True)
+@click.option("--users", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option(
     "--currencies", type=click.IntRange(1, len(DEFAULT_CURRENCIES)), default=3
 )
@@ -293,8 +312,8 @@ def generate(
 
 @cli.command()
 @store_options
-@click.option("--events", type=int, default=1_000_000, show_default=True)
-@click.option("--users", type=int, default=100_000, show_default=True)
+@click.option("--events", type=click.IntRange(1), default=1_000_000, show_default=True)
+@click.option("--users", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option(
     "--currencies", type=click.IntRange(1, len(DEFAULT_CURRENCIES)), default=3
 )
@@ -315,7 +334,7 @@ def bench(
     unless --store names another)."""
     settings = _settings(ctx, batch_size=batch_size)
     store_url = ctx.obj["store_url"] or _redis_url(settings)
-    counts = [int(part) for part in shard_list.split(",") if part.strip()]
+    counts = _shard_counts(shard_list)
     figures = run_bench(
         settings, events, users, DEFAULT_CURRENCIES[:currencies], counts, store_url
     )
@@ -388,6 +407,16 @@ def _release(ctx: click.Context, user: str, replay: bool) -> None:
         engine.stop()
     verb = "replayed" if done.replayed else "skipped"
     click.echo(f"user {user}: {done.letters} parked events {verb}; quarantine lifted")
+
+
+def _shard_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{text!r}: give shard counts such as 1,2,4")
+    return counts
 
 
 def _redis_url(settings: Settings) -> str:

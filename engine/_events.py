@@ -19,7 +19,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    StringConstraints,
     ValidationError,
 )
 
@@ -33,9 +32,10 @@ PAYMENT_FAILED = "PaymentFailed"
 
 MAX_DIGITS = 30
 MAX_PLACES = 18
+MAX_SEQUENCE_NUMBER = 2**63 - 1
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_DECIMAL_TEXT = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 
 
 @dataclass(slots=True)
@@ -60,7 +60,9 @@ class Event:
 
 def exact_decimal(value: object) -> Decimal:
     """Return ``value`` as a finite Decimal, refusing anything read as a float."""
-    if isinstance(value, bool | float):
+    if isinstance(value, bool):
+        raise ValueError(f"is not a decimal number: {value!r}")
+    if isinstance(value, float):
         raise ValueError('is a binary float; send a decimal string such as "10.25"')
     if isinstance(value, int):
         number = Decimal(value)
@@ -101,7 +103,10 @@ def parse_time(value: object) -> datetime:
         raise ValueError(f"is not an RFC 3339 time: {value!r}")
     if moment.tzinfo is None:
         raise ValueError("has no time zone offset; add 'Z' or '+hh:mm'")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"is out of range in UTC: {value!r}") from None
 
 
 def format_time(moment: datetime) -> str:
@@ -113,7 +118,7 @@ def format_time(moment: datetime) -> str:
 Amount = Annotated[Decimal, BeforeValidator(_positive_decimal)]
 Balance = Annotated[Decimal, BeforeValidator(exact_decimal)]
 Currency = Annotated[str, BeforeValidator(lambda v: _currency(v))]
-Identifier = Annotated[str, StringConstraints(min_length=1, strict=True)]
+Identifier = Annotated[str, BeforeValidator(lambda v: _identifier(v))]
 
 
 class _Data(BaseModel):
@@ -167,6 +172,12 @@ class _Envelope(BaseModel):
     data: dict[str, Any]
 
 
+def _identifier(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-blank string, not {value!r}")
+    return value
+
+
 def _currency(value: object) -> str:
     if not isinstance(value, str) or not _CURRENCY.match(value):
         raise ValueError(
@@ -180,8 +191,8 @@ def _strict_int(value: object) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"must be a positive integer, not {value!r}")
-    if value <= 0:
-        raise ValueError("must be a positive integer")
+    if not 0 < value <= MAX_SEQUENCE_NUMBER:
+        raise ValueError(f"must be a positive integer up to {MAX_SEQUENCE_NUMBER}")
     return value
 
 
@@ -261,9 +272,10 @@ def event_to_json(event: Event) -> dict[str, Any]:
 
 
 def to_plain(value: object) -> object:
-    """Turn Decimals and times into strings, recursively, for JSON output."""
+    """Turn Decimals (in plain notation, never ``1E-7``) and times into
+    strings, recursively, for JSON output."""
     if isinstance(value, Decimal):
-        return str(value)
+        return format(value, "f")
     if isinstance(value, datetime):
         return format_time(value)
     if isinstance(value, dict):

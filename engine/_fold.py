@@ -8,6 +8,7 @@ a restart, a retry or a change of shard count, changes nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -16,6 +17,8 @@ from ._events import Event
 from ._parking import DEAD_LETTERS, QUARANTINE, Quarantine, dead_letter
 from ._projection import Projection, Registry
 from ._stores import ModelRecord
+
+logger = logging.getLogger(__name__)
 
 
 class Projector:
@@ -29,13 +32,22 @@ class Projector:
         }
         self._dirty: set[tuple[str, tuple[Any, ...]]] = set()
         self._quarantined = self.models[QUARANTINE.name]
+        self._unknown: set[str] = set()
 
     def load(
         self, projection: str, key: tuple[Any, ...], state: Mapping[str, Any]
     ) -> None:
-        """Put a model read from a snapshot in place, clean."""
-        model = self.registry.get(projection).from_state(dict(state))
-        self.models[projection][key] = model
+        """Put a model read from a snapshot in place, clean. Models of a
+        projection no longer registered stay in the store, untouched."""
+        table = self.models.get(projection)
+        if table is None:
+            if projection not in self._unknown:
+                self._unknown.add(projection)
+                logger.warning(
+                    "ignoring stored models of %r: not registered", projection
+                )
+            return
+        table[key] = self.registry.get(projection).from_state(dict(state))
 
     def apply(self, event: Event) -> None:
         """Apply ``event`` to every model it touches that has not seen it.

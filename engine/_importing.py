@@ -29,7 +29,7 @@ class JsonLinesReader:
     the store while appending it can be located.
     """
 
-    lines: Iterable[str]
+    lines: Iterable[str | bytes]
     source: str
     after: int = 0
     skip_invalid: bool = False
@@ -39,10 +39,11 @@ class JsonLinesReader:
     def __iter__(self) -> Iterator[Event]:
         last = self.after
         seen: set[str] = set()
-        for number, text in enumerate(self.lines, start=1):
-            if not text.strip():
-                continue
+        for number, line in enumerate(self.lines, start=1):
             try:
+                text = _text(line, first=number == 1)
+                if not text.strip():
+                    continue
                 event = self._check(parse_json_line(text), last, seen)
             except InvalidEventError as error:
                 self._reject(number, error)
@@ -72,3 +73,13 @@ class JsonLinesReader:
         if not self.skip_invalid:
             raise located
         self.rejected.append(Rejected(number, located))
+
+
+def _text(line: str | bytes, first: bool) -> str:
+    # Lines may come as bytes, so one undecodable line is one bad line.
+    if isinstance(line, str):
+        return line.removeprefix("\ufeff") if first else line
+    try:
+        return line.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEventError(f"is not UTF-8 text ({error.reason})") from None

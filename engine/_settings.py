@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._errors import ConfigurationError
@@ -69,24 +69,11 @@ class Settings(BaseSettings):
     ray_address: str | None = Field(None, validation_alias=_env("RAY_ADDRESS"))
     projections: str = Field("", validation_alias=_env("PROJECTIONIST_PROJECTIONS"))
 
-    @model_validator(mode="after")
-    def _store_type_matches(self) -> Settings:
-        if self.store_url is None and self.store_type is None:
-            return self
-        if self.store_url is not None and self.store_type is not None:
-            scheme = self.store_url.split(":", 1)[0]
-            wanted = {"memory": ("memory",), "redis": ("redis", "rediss")}
-            allowed = wanted.get(self.store_type, ("sqlite",))
-            if scheme not in allowed:
-                raise ValueError(
-                    f"READ_MODEL_STORE_TYPE={self.store_type} does not match "
-                    f"the store URL scheme {scheme!r}"
-                )
-        return self
-
     @property
     def snapshot_store_url(self) -> str:
-        """The snapshot store URL, from the URL or the original type names."""
+        """The snapshot store URL: ``store_url`` when given (a flag or
+        READ_MODEL_STORE_URL), else one built from the original settings
+        READ_MODEL_STORE_TYPE and REDIS_READ_MODEL_*."""
         if self.store_url:
             return self.store_url
         if self.store_type == "memory":

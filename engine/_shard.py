@@ -278,5 +278,6 @@ def _backoff(attempts: int) -> float:
     return float(_POISON_WAIT(state))
 
 
-def _log_retry(state: object) -> None:
-    logger.warning("flush failed, retrying: %s", getattr(state, "outcome", None))
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    logger.warning("flush attempt %s failed, retrying: %s", state.attempt_number, error)

@@ -170,7 +170,7 @@ class RedisSnapshotStore:
                 decode_responses=False,
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             )
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             raise ConfigurationError(f"invalid Redis URL: {error}") from None
         store = cls(client, prefix)
         logger.info("using Redis snapshot store %s, prefix %s", store._where, prefix)
