@@ -25,6 +25,7 @@ from engine import (
     ProjectionistError,
     Registry,
     Settings,
+    fold,
     load_settings,
     payments_registry,
     plan_start,
@@ -257,6 +258,20 @@ class Projectionist:
         registered = self.registry.get(projection)
         rows = self.snapshots.iter_models(projection)
         return sorted((key, registered.to_public(state)) for key, state in rows)
+
+    def differences_from_fold(self, events: Iterable[Event]) -> tuple[int, int]:
+        """Compare every stored read model with a plain sequential fold of
+        ``events`` (the whole log, numbered); return ``(checked,
+        differences)``, counting models missing on either side."""
+        expected = fold(self.registry, events)
+        checked = differences = 0
+        for projection in self.registry:
+            stored = dict(self.export(projection.name))
+            for key, state in expected.states(projection.name):
+                checked += 1
+                differences += stored.pop(key, None) != projection.to_public(state)
+            differences += len(stored)
+        return checked, differences
 
     # observation
 

@@ -11,12 +11,10 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import contextlib
-import json
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,12 +23,9 @@ import pytest
 import ray
 
 from actors import Projectionist
-from engine import Event, parse_json_line
 from stores import RedisSnapshotStore
 
 HERE = Path(__file__).resolve().parent
-CASES = HERE.parents[2] / "shared" / "cases"
-KEY_FIELDS = {"balance": 2, "summary": 2, "payments": 1}
 STOP_GRACE_S = 90.0
 PROXY_POLL_S = 0.05
 
@@ -55,54 +50,7 @@ def local_ray() -> Iterator[None]:
             os.environ["PYTHONPATH"] = saved
 
 
-@pytest.fixture(scope="session")
-def f10_events() -> list[Event]:
-    path = CASES / "f10.jsonl"
-    if not path.exists():
-        pytest.skip(f"the field cases are missing: no {path}")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [parse_json_line(line) for line in lines if line.strip()]
-
-
-@pytest.fixture(scope="session")
-def f10_expected() -> dict[str, Any]:
-    path = CASES / "f10-expected.json"
-    if not path.exists():
-        pytest.skip(f"the field cases are missing: no {path}")
-    expected: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return expected
-
-
-Export = Callable[[str], list[tuple[tuple[Any, ...], dict[str, Any]]]]
-
-
-@pytest.fixture(scope="session")
-def assert_f10(f10_expected: dict[str, Any]) -> Callable[[Export, list[int]], None]:
-    """A check that ``export`` serves exactly F10's read models (decimals
-    compared as numbers, never floats) and that every checkpoint is 10."""
-
-    def check(export: Export, checkpoints: list[int]) -> None:
-        for kind, width in KEY_FIELDS.items():
-            found = dict(export(kind))
-            wanted = {
-                tuple(row[f] for f in ("user_id", "currency")[:width]): row
-                for row in f10_expected[kind]
-            }
-            assert sorted(found) == sorted(wanted), kind
-            for key, row in wanted.items():
-                for name, value in row.items():
-                    assert same(found[key][name], value), (kind, key, name)
-        assert checkpoints, "no checkpoint was stored"
-        assert set(checkpoints) == {f10_expected["checkpoint"]}
-
-    return check
-
-
-def same(found: object, wanted: object) -> bool:
-    """Equal, with a decimal string in the expectation compared as a number."""
-    if isinstance(wanted, str) and not isinstance(found, str):
-        return isinstance(found, Decimal) and found == Decimal(wanted)
-    return found == wanted
+# f10_events, f10_expected and assert_f10 come from tests/ray_fixtures.py.
 
 
 @pytest.fixture(scope="session")
