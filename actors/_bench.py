@@ -102,6 +102,6 @@ def _time_catch_up(
 def _clear(url: str) -> None:
     store = open_snapshot_store(url)
     try:
-        store.clear()  # type: ignore[attr-defined]
+        store.clear()
     finally:
         store.close()

@@ -275,7 +275,7 @@ def _backoff(attempts: int) -> float:
     """Seconds to wait before applying a failed event again."""
     state = RetryCallState(Retrying(), None, (), {})
     state.attempt_number = attempts
-    return float(_POISON_WAIT(state))
+    return _POISON_WAIT(state)
 
 
 def _log_retry(state: RetryCallState) -> None:
