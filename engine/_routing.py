@@ -1,7 +1,7 @@
 """Stable routing of users to shards.
 
 The route of a user is a CRC-32 of its UTF-8 id: the same in every process
-and on every machine (unlike the built-in ``hash()``). It is computed once,
+and on every machine (unlike Python's salted built-in hashing). It is computed once,
 when an event is appended, and stored beside it, so the dispatcher can send
 rows to shards without decoding them. Any shard count works from the same
 route: ``shard = route % shard_count``.

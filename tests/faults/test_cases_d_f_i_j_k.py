@@ -182,11 +182,7 @@ def test_d_a_shard_restarted_while_redis_drops_every_connection_applies_11_once(
     f10_events: list[Event],
     stop_engine: Callable[[Projectionist], None],
 ) -> None:
-    prefix = f"faults-d-{os.getpid()}-{time.monotonic_ns()}"
-    direct_url = f"{redis_url}?prefix={prefix}"
-    engine = Projectionist(
-        events_url(tmp_path), f"{redis_proxy.url}?prefix={prefix}", shards=SHARDS
-    )
+    engine, direct_url = behind_proxy("d", tmp_path, redis_proxy, redis_url)
     engine.append(f10_events)
     engine.start()
     try:
@@ -301,6 +297,21 @@ def assert_nothing_durable_covers_4(
         store.close()
 
 
+def behind_proxy(
+    case: str, folder: Path, proxy: Any, redis_url: str, **settings: Any
+) -> tuple[Projectionist, str]:
+    """An engine whose Redis is reached through ``proxy``, under a prefix of
+    its own, and the direct URL of that prefix for checking behind it."""
+    prefix = f"faults-{case}-{os.getpid()}-{time.monotonic_ns()}"
+    engine = Projectionist(
+        events_url(folder),
+        f"{proxy.url}?prefix={prefix}",
+        shards=SHARDS,
+        **settings,
+    )
+    return engine, f"{redis_url}?prefix={prefix}"
+
+
 def _stored(store_url: str) -> dict[int, int]:
     return {c.shard: c.sequence_number for c in stored_checkpoints(store_url)}
 
@@ -313,12 +324,11 @@ def test_i_redis_refusing_connections_around_the_last_flush_still_stores_f10(
     assert_f10: Callable[..., None],
     stop_engine: Callable[[Projectionist], None],
 ) -> None:
-    prefix = f"faults-i-{os.getpid()}-{time.monotonic_ns()}"
-    direct_url = f"{redis_url}?prefix={prefix}"
-    engine = Projectionist(
-        events_url(tmp_path),
-        f"{redis_proxy.url}?prefix={prefix}",
-        shards=SHARDS,
+    engine, direct_url = behind_proxy(
+        "i",
+        tmp_path,
+        redis_proxy,
+        redis_url,
         checkpoint_interval=NEVER,
         flush_interval_ms=NEVER,
     )
@@ -374,12 +384,11 @@ def test_j_a_flush_whose_reply_was_lost_is_repeated_without_counting_twice(
     assert_f10: Callable[..., None],
     stop_engine: Callable[[Projectionist], None],
 ) -> None:
-    prefix = f"faults-j-{os.getpid()}-{time.monotonic_ns()}"
-    direct_url = f"{redis_url}?prefix={prefix}"
-    engine = Projectionist(
-        events_url(tmp_path),
-        f"{redis_proxy.url}?prefix={prefix}",
-        shards=SHARDS,
+    engine, direct_url = behind_proxy(
+        "j",
+        tmp_path,
+        redis_proxy,
+        redis_url,
         checkpoint_interval=NEVER,
         flush_interval_ms=NEVER,
     )
