@@ -23,11 +23,12 @@ from ._service import Projectionist
 logger = logging.getLogger(__name__)
 
 
-def with_prefix(url: str, prefix: str) -> str:
-    """``url`` with its Redis key prefix set to ``prefix``."""
+def with_option(url: str, name: str, value: str) -> str:
+    """``url`` with its query option ``name`` set to ``value`` (a Redis key
+    prefix, a PostgreSQL table)."""
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
-    query["prefix"] = prefix
+    query[name] = value
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
@@ -73,7 +74,7 @@ def _time_import(
 def _time_catch_up(
     settings: Settings, log_url: str, store_url: str, shards: int, events: int
 ) -> dict[str, Any]:
-    url = with_prefix(store_url, f"bench-{uuid.uuid4().hex[:8]}")
+    url = with_option(store_url, "prefix", f"bench-{uuid.uuid4().hex[:8]}")
     engine = Projectionist(
         log_url,
         url,
@@ -89,7 +90,7 @@ def _time_catch_up(
         status = engine.status()
     finally:
         engine.stop()
-        _clear(url)
+        clear_snapshots(url)
     logger.info("bench with %s shards took %.3fs", shards, seconds)
     return {
         "shards": shards,
@@ -99,9 +100,21 @@ def _time_catch_up(
     }
 
 
-def _clear(url: str) -> None:
+def clear_snapshots(url: str) -> None:
+    """Empty the snapshot store at ``url`` (a bench's own prefix)."""
     store = open_snapshot_store(url)
     try:
         store.clear()
+    finally:
+        store.close()
+
+
+def drop_log(url: str) -> None:
+    """Drop a bench's own PostgreSQL table; SQLite files go with their folder."""
+    if not url.startswith(("postgresql:", "postgres:")):
+        return
+    store = open_event_store(url)
+    try:
+        store.drop()
     finally:
         store.close()

@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from engine import Settings, ShardReply, split_batch
+from engine import HighWaterMark, Settings, ShardReply, split_batch
 
 from ._refs import StoreRef, open_events
 
@@ -24,7 +24,9 @@ class Dispatcher:
     Up to ``max_in_flight`` batches are on their way at once. Each shard
     answers with how far it has applied; a shard that lost state (it was
     restarted) answers with a gap, and the dispatcher resends from there.
-    ``run`` is the main loop; ``status`` and ``stop`` answer while it runs.
+    A missing sequence number that may still commit holds reading back (see
+    :class:`engine.HighWaterMark`). ``run`` is the main loop; ``status`` and
+    ``stop`` answer while it runs.
     """
 
     def __init__(
@@ -33,11 +35,21 @@ class Dispatcher:
         # Shards are found by name: a restarted dispatcher needs nothing
         # from the object store to be rebuilt.
         self.store = open_events(events)
+        # Listen before the first read, so that no append made after it,
+        # even one made between the last catch-up read and the first wait,
+        # goes unnoticed.
+        self.store.listen()
         self.shards = [ray.get_actor(name) for name in shard_names]
         self.settings = settings
         self.replies: dict[int, ShardReply] = {}
         self._record(ray.get([shard.position.remote() for shard in self.shards]))
         self.sent = min(reply.applied for reply in self.replies.values())
+        self.high_water = HighWaterMark(
+            self.store.gaps_may_fill,
+            settings.gap_timeout_ms / 1000,
+            mark=max(reply.applied for reply in self.replies.values()),
+        )
+        self.flushed: int | None = None
         self.dispatched = 0
         self.caught_up = False
         self.behind_since: float | None = None
@@ -56,10 +68,11 @@ class Dispatcher:
             if in_flight:
                 self._settle(in_flight.popleft(), in_flight)
                 continue
-            if at_head and not self.caught_up:
+            if at_head and self.flushed != self.sent:
                 self._flush_all()
                 continue
-            if not live:
+            waiting = self.high_water.deadline() is not None
+            if at_head and not waiting and not live:
                 break
             self._idle()
         self._drain(in_flight)
@@ -67,10 +80,12 @@ class Dispatcher:
         return self.status()
 
     def _fill(self, in_flight: deque[tuple[int, list[Any]]]) -> bool:
-        # Read and send until the window is full or the head is reached.
+        # Read and send until the window is full, or until the head or a gap
+        # that may still fill is reached.
         limit = self.settings.batch_size
         while len(in_flight) < self.settings.max_in_flight:
-            rows = self.store.read_after(self.sent, limit)
+            read = self.store.read_after(self.sent, limit)
+            rows = self.high_water.settle(self.sent, read)
             if not rows:
                 return True
             self._mark_behind()
@@ -83,7 +98,7 @@ class Dispatcher:
             logger.debug("sent %s events up to %s", len(rows), batches[0].upto)
             self.sent = batches[0].upto
             self.dispatched += len(rows)
-            if len(rows) < limit:
+            if len(read) < limit or len(rows) < len(read):
                 return True
         return False
 
@@ -111,12 +126,21 @@ class Dispatcher:
             # A shard restarted since its batches were settled: resend.
             self.sent = lowest
             return
+        self.flushed = self.sent
+        if self.high_water.deadline() is not None:
+            return
         self.caught_up = True
         self.behind_since = None
         logger.info("caught up at sequence number %s", self.sent)
 
     def _idle(self) -> None:
-        self._stopping.wait(self.settings.poll_interval_ms / 1000)
+        # Wait for an append, the poll interval, or the pending gap's
+        # deadline, whichever comes first; then let the shards flush by time.
+        timeout = self.settings.poll_interval_ms / 1000
+        deadline = self.high_water.deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+        self.store.wait_for_append(timeout)
         self._record(ray.get([shard.tick.remote() for shard in self.shards]))
 
     def _mark_behind(self) -> None:
@@ -142,6 +166,8 @@ class Dispatcher:
             "dispatched": self.sent,
             "caught_up": self.caught_up and durable >= head,
             "events_processed_total": self.dispatched,
+            "permanent_holes": self.high_water.holes,
+            "waiting_for_gap": self.high_water.deadline() is not None,
             "projection_lag_seconds": round(lag, 3),
             "lag_events": max(0, head - durable),
             "shards": [

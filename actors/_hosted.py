@@ -19,7 +19,7 @@ from engine import (
     ShardCheckpoint,
     StoredRow,
 )
-from stores import MemoryEventStore, MemorySnapshotStore
+from stores import HeadPoll, MemoryEventStore, MemorySnapshotStore
 
 
 @ray.remote(num_cpus=0)
@@ -52,6 +52,10 @@ class _Proxy:
 class HostedEventStore(_Proxy):
     """An :class:`EventStore` living in a :class:`StoreHost`."""
 
+    def __init__(self, host: Any) -> None:
+        super().__init__(host)
+        self._poll = HeadPoll(self.head)
+
     def append(self, events: Iterable[Event]) -> AppendResult:
         result: AppendResult = self._call("append", list(events))
         return result
@@ -67,6 +71,17 @@ class HostedEventStore(_Proxy):
     def head(self) -> int:
         head: int = self._call("head")
         return head
+
+    @property
+    def gaps_may_fill(self) -> bool:
+        return False
+
+    def listen(self) -> None:
+        self._poll.listen()
+
+    def wait_for_append(self, timeout: float) -> bool:
+        """A short poll of the host's head, up to ``timeout`` seconds."""
+        return self._poll.wait(timeout)
 
 
 class HostedSnapshotStore(_Proxy):

@@ -275,6 +275,19 @@ class Projectionist:
 
     # observation
 
+    def wait_until_visible(self, sequence_number: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until every event up to
+        ``sequence_number`` is applied and durable, so every query sees it;
+        ``True`` if that happened in time."""
+
+        def visible() -> bool:
+            shards = self.status()["shards"]
+            return bool(shards) and all(
+                shard["checkpoint"] >= sequence_number for shard in shards
+            )
+
+        return wait_for(visible, timeout)
+
     def status(self) -> dict[str, Any]:
         """Head, each shard's checkpoint and the lag; from the stores alone
         when the engine is not running."""

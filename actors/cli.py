@@ -32,6 +32,7 @@ from stores import open_event_store
 
 from ._bench import run_bench
 from ._demo import run_demo
+from ._live_bench import run_live_bench
 from ._output import as_json, as_text
 from ._service import Projectionist
 
@@ -320,6 +321,9 @@ def generate(
 @click.option("--shards", "shard_list", default="1,2,4", show_default=True)
 @click.option("--batch-size", type=int, help="Events per dispatcher batch.")
 @click.option("--json", "as_json_", is_flag=True, help="Print one JSON object.")
+@click.option("--live", is_flag=True, help="Measure append-to-visible latency instead.")
+@click.option("--rates", default="1000,10000", show_default=True)
+@click.option("--seconds", type=click.FloatRange(0.1), default=10.0, show_default=True)
 @click.pass_context
 def bench(
     ctx: click.Context,
@@ -329,11 +333,28 @@ def bench(
     shard_list: str,
     batch_size: int | None,
     as_json_: bool,
+    live: bool,
+    rates: str,
+    seconds: float,
 ) -> None:
     """Time import and a full catch-up with each shard count (Redis store
-    unless --store names another)."""
+    unless --store names another). With --live, run the engine live and
+    append at each of --rates events/s for --seconds, printing how long
+    events take to become visible (on a temporary SQLite log, or a table of
+    its own in the PostgreSQL that --event-store names)."""
     settings = _settings(ctx, batch_size=batch_size)
-    store_url = ctx.obj["store_url"] or _redis_url(settings)
+    store_url = ctx.obj.get("store_url") or _redis_url(settings)
+    if live:
+        settings = settings.model_copy(update={"store_url": store_url})
+        figures = run_live_bench(
+            settings,
+            _positive_list(rates, "--rates"),
+            seconds,
+            users,
+            DEFAULT_CURRENCIES[:currencies],
+        )
+        _print_live(figures, as_json_)
+        return
     counts = _shard_counts(shard_list)
     figures = run_bench(
         settings, events, users, DEFAULT_CURRENCIES[:currencies], counts, store_url
@@ -347,6 +368,22 @@ def bench(
         click.echo(
             f"catch-up  {run_['events_per_second']:>10,} events/s  "
             f"({run_['shards']} shards, {run_['seconds']} s)"
+        )
+
+
+def _print_live(figures: dict[str, Any], as_json_: bool) -> None:
+    if as_json_:
+        click.echo(as_json(figures))
+        return
+    click.echo(f"{figures['event_store']} log, {figures['shards']} shards")
+    for run_ in figures["runs"]:
+        latency = run_["latency_ms"]
+        missing = run_["never_visible"]
+        click.echo(
+            f"{run_['rate']:>7,} events/s (achieved {run_['achieved_rate']:,}): "
+            f"append-to-visible p50 {latency['p50']} ms, p99 {latency['p99']} ms, "
+            f"max {latency['max']} ms"
+            + (f", {missing} never visible" if missing else "")
         )
 
 
@@ -410,13 +447,20 @@ def _release(ctx: click.Context, user: str, replay: bool) -> None:
 
 
 def _shard_counts(text: str) -> list[int]:
+    return _positive_list(text, "--shards", "1,2,4")
+
+
+def _positive_list(text: str, option: str, example: str = "1000,10000") -> list[int]:
     try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise click.BadParameter(f"{text!r}: give shard counts such as 1,2,4")
-    return counts
+        values = []
+    if not values or min(values) < 1:
+        raise click.BadParameter(
+            f"{text!r}: give positive whole numbers such as {example}",
+            param_hint=option,
+        )
+    return values
 
 
 def _redis_url(settings: Settings) -> str:

@@ -38,6 +38,7 @@ from ._events import (
     validate_event,
 )
 from ._fold import Projector, fold
+from ._high_water import HighWaterMark
 from ._importing import JsonLinesReader, Rejected
 from ._parking import DEAD_LETTERS, QUARANTINE, DeadLetter, Quarantine, parked
 from ._payments import (
@@ -89,6 +90,7 @@ __all__ = [
     "Flush",
     "FlushNotConfirmed",
     "FlushPolicy",
+    "HighWaterMark",
     "InvalidEventError",
     "JsonLinesReader",
     "ModelNotFound",

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     poll_interval_ms: int = Field(
         100, ge=1, validation_alias=_env("PROJECTIONIST_POLL_INTERVAL_MS")
     )
+    gap_timeout_ms: int = Field(
+        10_000, ge=0, validation_alias=_env("PROJECTIONIST_GAP_TIMEOUT_MS")
+    )
     lag_threshold_seconds: float = Field(
         30.0, gt=0, validation_alias=_env("PROJECTIONIST_LAG_THRESHOLD_SECONDS")
     )

@@ -54,6 +54,25 @@ class EventStore(Protocol):
         """The greatest stored sequence number, or 0 for an empty log."""
         ...
 
+    @property
+    def gaps_may_fill(self) -> bool:
+        """Whether a missing sequence number below a visible one may still
+        appear later (a writer's transaction not yet committed). ``False``
+        for stores whose writers commit in sequence order."""
+        ...
+
+    def listen(self) -> None:
+        """Start noting appends, so that :meth:`wait_for_append` reports any
+        append committed after this call, even one made before it waits."""
+        ...
+
+    def wait_for_append(self, timeout: float) -> bool:
+        """Block until an append may have committed since :meth:`listen` or
+        the previous wait, or until ``timeout`` seconds have passed; ``True``
+        when woken early. A store without a wake-up polls briefly; a spurious
+        ``True`` is allowed, a missed append is not (the caller re-reads)."""
+        ...
+
     def close(self) -> None: ...
 
 

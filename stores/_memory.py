@@ -36,6 +36,9 @@ class MemoryEventStore:
     def __init__(self) -> None:
         # Re-entrant: the iterable being appended may itself read the log.
         self._lock = threading.RLock()
+        self._appended = threading.Condition(self._lock)
+        self._appends = 0
+        self._seen = 0
         self._numbers: list[int] = []
         self._rows: list[StoredRow] = []
         self._event_ids: set[str] = set()
@@ -58,6 +61,9 @@ class MemoryEventStore:
             self._rows.extend(staged)
             self._numbers.extend(row.sequence_number for row in staged)
             self._event_ids.update(staged_ids)
+            if staged:
+                self._appends += 1
+                self._appended.notify_all()
             return numbering.result()
 
     def read_after(self, after: int, limit: int) -> list[StoredRow]:
@@ -75,6 +81,25 @@ class MemoryEventStore:
         """The greatest stored sequence number, or 0 for an empty log."""
         with self._lock:
             return self._numbers[-1] if self._numbers else 0
+
+    @property
+    def gaps_may_fill(self) -> bool:
+        """Appends are numbered and made visible under one lock: no gap fills."""
+        return False
+
+    def listen(self) -> None:
+        """Report appends from now on."""
+        with self._lock:
+            self._seen = self._appends
+
+    def wait_for_append(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for an append since the last call."""
+        with self._lock:
+            woken = self._appended.wait_for(
+                lambda: self._appends != self._seen, timeout
+            )
+            self._seen = self._appends
+            return woken
 
     def close(self) -> None:
         """Nothing to release; the log stays readable."""

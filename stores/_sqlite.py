@@ -35,6 +35,7 @@ from engine import (
 
 from ._append import Numbering, duplicate_event_id
 from ._snapshots import check_claim, check_owner, encode_record, layout
+from ._watch import HeadPoll
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ class SqliteEventStore:
         self._database = _Database(
             path, _EVENTS_SCHEMA, EventStoreError, busy_timeout_ms
         )
+        self._poll = HeadPoll(self.head)
 
     @property
     def path(self) -> str:
@@ -213,6 +215,21 @@ class SqliteEventStore:
             "read the head", "SELECT MAX(sequence_number) FROM events"
         )
         return int(rows[0][0] or 0)
+
+    @property
+    def gaps_may_fill(self) -> bool:
+        """SQLite runs one writer at a time and numbers above the head: a
+        number below a visible one never appears later."""
+        return False
+
+    def listen(self) -> None:
+        """Report appends from now on."""
+        self._poll.listen()
+
+    def wait_for_append(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the head to move (a short poll:
+        SQLite cannot notify another process)."""
+        return self._poll.wait(timeout)
 
     def close(self) -> None:
         self._database.close()

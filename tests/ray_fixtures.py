@@ -59,24 +59,33 @@ def f10_expected() -> dict[str, Any]:
 Export = Callable[[str], list[tuple[tuple[Any, ...], dict[str, Any]]]]
 
 
+def check_models(
+    expected: dict[str, Any], export: Export, checkpoints: list[int]
+) -> None:
+    """Assert that ``export`` serves exactly the read models of ``expected``
+    (shaped like f10-expected.json; decimals compared as numbers, never
+    floats) and that every checkpoint is its checkpoint."""
+    for kind, width in KEY_FIELDS.items():
+        found = dict(export(kind))
+        wanted = {
+            tuple(row[f] for f in ("user_id", "currency")[:width]): row
+            for row in expected[kind]
+        }
+        assert sorted(found) == sorted(wanted), kind
+        for key, row in wanted.items():
+            for field, value in row.items():
+                assert _same(found[key][field], value), (kind, key, field)
+    assert checkpoints, "no checkpoint was stored"
+    assert set(checkpoints) == {expected["checkpoint"]}
+
+
 @pytest.fixture(scope="session")
 def assert_f10(f10_expected: dict[str, Any]) -> Callable[..., None]:
-    """A check that ``export`` serves exactly F10's read models (decimals
-    compared as numbers, and never floats) and every checkpoint is 10."""
+    """A check that ``export`` serves exactly F10's read models and every
+    checkpoint is 10."""
 
     def check(export: Export, checkpoints: list[int]) -> None:
-        for kind, width in KEY_FIELDS.items():
-            found = dict(export(kind))
-            wanted = {
-                tuple(row[f] for f in ("user_id", "currency")[:width]): row
-                for row in f10_expected[kind]
-            }
-            assert sorted(found) == sorted(wanted), kind
-            for key, row in wanted.items():
-                for field, value in row.items():
-                    assert _same(found[key][field], value), (kind, key, field)
-        assert checkpoints, "no checkpoint was stored"
-        assert set(checkpoints) == {f10_expected["checkpoint"]}
+        check_models(f10_expected, export, checkpoints)
 
     return check
 
