@@ -2,7 +2,9 @@
 
 ``sqlite:///relative.db`` is a path relative to the working directory and
 ``sqlite:////abs/path.db`` an absolute one; the file is created with its
-schema on first use.
+schema on first use. ``postgresql://user@host:port/database`` (or
+``postgres://…``) names a PostgreSQL event store, with ``?table=NAME`` for a
+table other than ``projectionist_events``; the table is created on first use.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from engine import ConfigurationError
 
 from ._adapters import EventStoreAdapter, SnapshotStoreAdapter
 from ._memory import MemoryEventStore, MemorySnapshotStore
+from ._postgres import PostgresEventStore
 from ._redis import RedisSnapshotStore
 from ._sqlite import SqliteEventStore, SqliteSnapshotStore
 
-_EVENT_SCHEMES = "memory://, sqlite:///path.db"
+_EVENT_SCHEMES = "memory://, sqlite:///path.db, postgresql://user@host:port/db"
 _SNAPSHOT_SCHEMES = "memory://, sqlite:///path.db, redis://host:port/db, rediss://…"
 
 
@@ -27,10 +30,7 @@ def open_event_store(url: str) -> EventStoreAdapter:
     if scheme == "sqlite":
         return SqliteEventStore(_sqlite_path(url))
     if scheme in ("postgresql", "postgres"):
-        raise ConfigurationError(
-            "the PostgreSQL event store is planned but not built yet; "
-            f"use one of {_EVENT_SCHEMES}"
-        )
+        return PostgresEventStore(url)
     raise ConfigurationError(
         f"unknown event store scheme {scheme!r}; use one of {_EVENT_SCHEMES}"
     )

@@ -1,4 +1,6 @@
-"""Shared fixtures: a private redis-server for the tests marked ``redis``."""
+"""Shared fixtures: a private redis-server for the tests marked ``redis``, and
+a database of their own on a local PostgreSQL for the tests marked
+``postgres``."""
 
 from __future__ import annotations
 
@@ -8,13 +10,17 @@ import os
 # binds to 127.0.0.1 only.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
+import getpass
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 import redis
 from redis.backoff import NoBackoff
@@ -27,6 +33,8 @@ REDIS_MISSING = (
     "redis-server not installed: the Redis snapshot store needs a real server"
 )
 _START_TIMEOUT_S = 10.0
+POSTGRES_URL_VARIABLE = "PROJECTIONIST_TEST_POSTGRES_URL"
+_POSTGRES_LOCAL = "127.0.0.1:5432"
 
 
 def _free_loopback_port() -> int:
@@ -110,3 +118,56 @@ def _wait_until_answering(
         client.close()
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     pytest.fail(f"redis-server on 127.0.0.1:{port} did not answer PING:\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """``postgresql://USER@127.0.0.1:5432/projectionist_test_HEX``: a database
+    created for this run on the local PostgreSQL and dropped after it.
+
+    The server is reached as the current OS user, then as ``postgres``; set
+    ``PROJECTIONIST_TEST_POSTGRES_URL`` to an administrator's URL of another
+    server. Tests that use it are skipped when no server answers.
+    """
+    admin, admin_url = _postgres_admin()
+    name = f"projectionist_test_{secrets.token_hex(6)}"
+    try:
+        admin.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as error:
+        admin.close()
+        pytest.skip(f"cannot create a test database on PostgreSQL: {error}")
+    try:
+        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture
+def postgres_events_url(postgres_url: str) -> str:
+    """The test database's URL naming an events table of this test's own."""
+    separator = "&" if "?" in postgres_url else "?"
+    return f"{postgres_url}{separator}table=events_{secrets.token_hex(6)}"
+
+
+def _postgres_admin() -> tuple[psycopg.Connection[tuple[object, ...]], str]:
+    """A connection to the ``postgres`` database of the test server, and its
+    URL; skips the test when none can be made."""
+    given = os.environ.get(POSTGRES_URL_VARIABLE)
+    if given:
+        candidates = [given]
+    else:
+        users = dict.fromkeys([getpass.getuser(), "postgres"])
+        candidates = [
+            f"postgresql://{user}@{_POSTGRES_LOCAL}/postgres" for user in users
+        ]
+    for url in candidates:
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=3), url
+        except psycopg.Error:
+            continue
+    where = "the URL in " + POSTGRES_URL_VARIABLE if given else _POSTGRES_LOCAL
+    pytest.skip(
+        f"PostgreSQL not reachable at {where}; set {POSTGRES_URL_VARIABLE} "
+        "to a server's URL to run these tests"
+    )

@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from engine import AppendResult, Event, InvalidEventError, route_of
-from stores import EventStoreAdapter, MemoryEventStore, SqliteEventStore
+from stores import (
+    EventStoreAdapter,
+    MemoryEventStore,
+    PostgresEventStore,
+    SqliteEventStore,
+)
 
 MOMENT = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
 _ids = itertools.count(1)
@@ -37,12 +42,18 @@ def credited(
 Opener = Callable[[], EventStoreAdapter]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
 def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """Opens the backend under test; for SQLite, the same file every time."""
+    """Opens the backend under test; for SQLite, the same file every time,
+    for PostgreSQL the same table, one per test, in a test database."""
     if request.param == "memory":
         store = MemoryEventStore()
         return lambda: store
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_events_url")
+        return lambda: PostgresEventStore(url)
     return lambda: SqliteEventStore(tmp_path / "events.db")
 
 

@@ -63,9 +63,11 @@ def test_a_redis_url_without_prefix_uses_the_default_prefix() -> None:
     assert store.prefix == "projectionist"
 
 
-def test_a_postgresql_event_store_is_refused_as_not_built_yet() -> None:
-    with pytest.raises(ConfigurationError, match="planned but not built yet"):
-        open_event_store("postgresql://127.0.0.1/events")
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_postgresql_url_is_read_by_the_postgresql_store(scheme: str) -> None:
+    # Refused before any connection is tried: the table name is unusable.
+    with pytest.raises(ConfigurationError, match=r"table name 'Bad' .* not usable"):
+        open_event_store(f"{scheme}://127.0.0.1:1/events?table=Bad")
 
 
 @pytest.mark.parametrize(
