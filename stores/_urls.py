@@ -17,7 +17,10 @@ from ._postgres import PostgresEventStore
 from ._redis import RedisSnapshotStore
 from ._sqlite import SqliteEventStore, SqliteSnapshotStore
 
-_EVENT_SCHEMES = "memory://, sqlite:///path.db, postgresql://user@host:port/db"
+_EVENT_SCHEMES = (
+    "memory://, sqlite:///path.db, postgresql://user@host:port/db, "
+    "eventsourcing+sqlite:///path.db, eventsourcing+postgresql://user@host:port/db"
+)
 _SNAPSHOT_SCHEMES = "memory://, sqlite:///path.db, redis://host:port/db, rediss://…"
 
 
@@ -29,11 +32,20 @@ def open_event_store(url: str) -> EventStoreAdapter:
         return MemoryEventStore()
     if scheme == "sqlite":
         return SqliteEventStore(_sqlite_path(url))
+    if scheme.startswith("eventsourcing+"):
+        return _eventsourcing_log(url)
     if scheme in ("postgresql", "postgres"):
         return PostgresEventStore(url)
     raise ConfigurationError(
         f"unknown event store scheme {scheme!r}; use one of {_EVENT_SCHEMES}"
     )
+
+
+def _eventsourcing_log(url: str) -> EventStoreAdapter:
+    # Imported only here: the eventsourcing library is an optional extra.
+    from ._eventsourcing import open_eventsourcing_store
+
+    return open_eventsourcing_store(url)
 
 
 def open_snapshot_store(url: str) -> SnapshotStoreAdapter:

@@ -132,3 +132,12 @@ def test_the_failure_recovery_example_ends_with_no_difference_from_the_fold() ->
     assert re.search(
         r"\b\d+ read models checked against a fold: 0 differences", result.stdout
     )
+
+
+def test_the_eventsourcing_log_example_matches_every_wallets_aggregate() -> None:
+    result = run(sys.executable, "-m", "examples.eventsourcing_log")
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"projected up to notification 2040 with 2 shards", result.stdout)
+    assert re.search(r"\b\d+ unmapped \(opened, relabelled\)", result.stdout)
+    assert "40 of 40 wallets match their aggregate's" in result.stdout
