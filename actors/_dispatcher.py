@@ -84,8 +84,7 @@ class Dispatcher:
         # that may still fill is reached.
         limit = self.settings.batch_size
         while len(in_flight) < self.settings.max_in_flight:
-            read = self.store.read_after(self.sent, limit)
-            rows = self.high_water.settle(self.sent, read)
+            read, rows = self._read_safe(limit)
             if not rows:
                 return True
             self._mark_behind()
@@ -101,6 +100,19 @@ class Dispatcher:
             if len(read) < limit or len(rows) < len(read):
                 return True
         return False
+
+    def _read_safe(self, limit: int) -> tuple[list[Any], list[Any]]:
+        # The rows read after ``sent``, and the part of them safe to apply.
+        read = self.store.read_after(self.sent, limit)
+        rows = self.high_water.settle(self.sent, read)
+        if len(rows) == len(read) or self.store.writers_open():
+            return read, rows
+        # No writer is left that could fill a gap below what was read: read
+        # again (a writer may have committed just before the check) and
+        # pass the gaps that remain below it.
+        settled_below = read[-1].sequence_number
+        read = self.store.read_after(self.sent, limit)
+        return read, self.high_water.settle(self.sent, read, settled_below)
 
     def _settle(
         self, batch: tuple[int, list[Any]], in_flight: deque[tuple[int, list[Any]]]

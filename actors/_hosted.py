@@ -76,6 +76,9 @@ class HostedEventStore(_Proxy):
     def gaps_may_fill(self) -> bool:
         return False
 
+    def writers_open(self) -> bool:
+        return False
+
     def listen(self) -> None:
         self._poll.listen()
 

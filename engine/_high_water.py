@@ -45,9 +45,16 @@ class HighWaterMark:
         # each with the time it was first seen missing.
         self._gaps: list[tuple[int, int, float]] = []
 
-    def settle(self, after: int, rows: Sequence[StoredRow]) -> list[StoredRow]:
+    def settle(
+        self, after: int, rows: Sequence[StoredRow], settled_below: int = 0
+    ) -> list[StoredRow]:
         """The leading part of ``rows`` (read after ``after``) that is safe to
-        apply: it stops before the first gap that may still fill."""
+        apply: it stops before the first gap that may still fill.
+
+        ``settled_below`` says that no number missing below it can appear any
+        more (the store saw no writer left that could commit one, see
+        :meth:`engine.EventStore.writers_open`): such gaps are holes at once.
+        """
         if not self.gaps_may_fill:
             self.mark = max(self.mark, rows[-1].sequence_number if rows else after)
             return list(rows)
@@ -58,7 +65,9 @@ class HighWaterMark:
         for row in rows:
             number = row.sequence_number
             first = max(position, self.mark) + 1
-            if first < number and not self._expired(first, number, now):
+            if first < number and not self._expired(
+                first, number, now, number <= settled_below
+            ):
                 break
             safe.append(row)
             position = number
@@ -85,15 +94,18 @@ class HighWaterMark:
                 return since
         return None
 
-    def _expired(self, first: int, number: int, now: float) -> bool:
-        # Has the gap [first, number) been missing for the whole timeout?
+    def _expired(self, first: int, number: int, now: float, settled: bool) -> bool:
+        # Has the gap [first, number) been missing for the whole timeout, or
+        # can it no longer fill?
         since = self._since(first)
-        if since is None or now - since < self.timeout:
+        if since is None:
+            return False
+        if not settled and now - since < self.timeout:
             return False
         self.holes += number - first
         logger.warning(
-            "sequence numbers %s to %s did not commit within %.1f s of being "
-            "seen missing; treating them as permanent holes (%s so far)",
+            "sequence numbers %s to %s never committed (%.1f s after first "
+            "seen missing); treating them as permanent holes (%s so far)",
             first,
             number - 1,
             now - since,

@@ -61,6 +61,14 @@ class EventStore(Protocol):
         for stores whose writers commit in sequence order."""
         ...
 
+    def writers_open(self) -> bool:
+        """Whether a transaction that may still commit events is open now.
+        ``True`` when the store cannot tell; ``False`` for stores whose gaps
+        never fill. Once it answers ``False``, every number missing below
+        what a read before the call saw and a read after it still misses
+        will never appear."""
+        ...
+
     def listen(self) -> None:
         """Start noting appends, so that :meth:`wait_for_append` reports any
         append committed after this call, even one made before it waits."""

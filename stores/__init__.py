@@ -21,10 +21,12 @@ from ._postgres import PostgresEventStore
 from ._redis import DEFAULT_PREFIX, RedisSnapshotStore
 from ._sqlite import SqliteEventStore, SqliteSnapshotStore
 from ._urls import open_event_store, open_snapshot_store
+from ._watch import HeadPoll
 
 __all__ = [
     "DEFAULT_PREFIX",
     "EventStoreAdapter",
+    "HeadPoll",
     "MemoryEventStore",
     "MemorySnapshotStore",
     "PostgresEventStore",

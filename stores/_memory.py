@@ -87,6 +87,10 @@ class MemoryEventStore:
         """Appends are numbered and made visible under one lock: no gap fills."""
         return False
 
+    def writers_open(self) -> bool:
+        """Appends hold the lock to their end: none is ever half done."""
+        return False
+
     def listen(self) -> None:
         """Report appends from now on."""
         with self._lock:

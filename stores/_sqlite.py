@@ -222,6 +222,10 @@ class SqliteEventStore:
         number below a visible one never appears later."""
         return False
 
+    def writers_open(self) -> bool:
+        """Gaps never fill here, so no writer matters to a reader."""
+        return False
+
     def listen(self) -> None:
         """Report appends from now on."""
         self._poll.listen()

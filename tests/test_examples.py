@@ -134,6 +134,31 @@ def test_the_failure_recovery_example_ends_with_no_difference_from_the_fold() ->
     )
 
 
+def test_the_eventual_consistency_example_matches_the_fold_after_live_events() -> None:
+    result = run(sys.executable, "-m", "examples.eventual_consistency")
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "20000 events in the log before the engine starts" in result.stdout
+    assert re.search(r"5000 live events appended; the last one, 25000", result.stdout)
+    assert re.search(
+        r"\b\d+ read models checked against a fold: 0 differences", result.stdout
+    )
+
+
+def test_the_complete_flow_example_answers_each_step_while_events_flow() -> None:
+    result = run(sys.executable, "-m", "examples.complete_flow")
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    answers = re.findall(r"answered after +\d+ ms: (.*)", result.stdout)
+    assert answers[0] == "balance 100.00; credits 100.00 debits 0"
+    assert answers[-1] == (
+        "balance 82.34; credits 112.34 debits 30.00; "
+        "payments 1 (pending 0, completed 1)"
+    )
+    assert "Alice's read models hold the expected values" in result.stdout
+    assert re.search(r"0 differences", result.stdout)
+
+
 def test_the_eventsourcing_log_example_matches_every_wallets_aggregate() -> None:
     result = run(sys.executable, "-m", "examples.eventsourcing_log")
 

@@ -48,7 +48,8 @@ def jumped(f10_events: list[Event], filler: bool) -> list[Event]:
     moment = datetime(2026, 1, 5, 10, 0, 8, tzinfo=UTC)
     between = [
         Event(n, f"note-{n}", "AuditNoted", moment, {"note": "nothing to do"})
-        for n in range(9, 109) if filler
+        for n in range(9, 109)
+        if filler
     ]
     moved = [
         dataclasses.replace(event, sequence_number=event.sequence_number + 100)

@@ -147,3 +147,13 @@ def test_nothing_is_skipped_that_commits_within_the_timeout(
     assert applied == everything
     top = everything[-1] if everything else 0
     assert mark.holes == top - len(everything)
+
+
+def test_gaps_below_a_settled_number_are_holes_at_once(clock: Clock) -> None:
+    mark = HighWaterMark(True, 5.0, clock=clock)
+    assert numbers(mark.settle(0, rows(1, 3, 5, 8))) == [1]
+    # No writer was left when 5 was the last number seen: 2 and 4 can no
+    # longer appear, but 6 and 7 (below 8, seen only after) still may.
+    assert numbers(mark.settle(1, rows(3, 5, 8), settled_below=5)) == [3, 5]
+    assert mark.holes == 2
+    assert mark.deadline() == 105.0

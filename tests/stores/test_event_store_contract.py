@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -250,6 +252,43 @@ def test_a_sqlite_file_is_created_in_wal_mode_with_its_schema(tmp_path: Path) ->
 
     assert mode == "wal"
     assert columns == ["sequence_number", "event_id", "event_type", "route", "payload"]
+
+
+def test_an_append_after_listen_wakes_a_later_wait(open_store: Opener) -> None:
+    """The hand-over: an append made after listen() but before the wait
+    starts is still reported, by another instance on the same log."""
+    reader = open_store()
+    writer = open_store()
+    reader.append([credited()])
+    reader.listen()
+    writer.append([credited()])
+    assert reader.wait_for_append(5.0) is True
+    assert reader.wait_for_append(0.05) is False
+    reader.close()
+    writer.close()
+
+
+def test_a_wait_without_appends_times_out(store: EventStoreAdapter) -> None:
+    store.listen()
+    started = time.monotonic()
+    assert store.wait_for_append(0.2) is False
+    assert time.monotonic() - started >= 0.2
+
+
+def test_a_wait_is_woken_by_an_append_from_another_thread(
+    open_store: Opener,
+) -> None:
+    reader = open_store()
+    writer = open_store()
+    reader.listen()
+    timer = threading.Timer(0.1, lambda: writer.append([credited()]))
+    timer.start()
+    started = time.monotonic()
+    assert reader.wait_for_append(10.0) is True
+    assert time.monotonic() - started < 5.0
+    timer.join()
+    reader.close()
+    writer.close()
 
 
 def test_another_sqlite_reader_sees_nothing_of_an_append_until_it_commits(
