@@ -154,7 +154,7 @@ class PostgresEventStore:
         self._listener: _Connection | None = None
         self._closed = False
         try:
-            self._sequence = self._run("prepare the events table", self._prepare)
+            self._sequence = self._run("open the events table", self._prepare)
         except BaseException:
             self.close()
             raise
@@ -248,7 +248,7 @@ class PostgresEventStore:
                 logger.warning(
                     "lost the listening connection to %s, reconnecting: %s",
                     self._target.shown,
-                    error,
+                    _describe(error),
                 )
                 self._open_listener()
                 return True
@@ -516,7 +516,7 @@ def _create_table(connection: _Connection, target: PostgresTarget) -> None:
             " FOR EACH STATEMENT EXECUTE FUNCTION {}()"
         ).format(notify, table, notify)
     )
-    logger.info("created the events table %s", target.table)
+    logger.info("set up the events table %s and its notify trigger", target.table)
 
 
 def _trigger_name(target: PostgresTarget) -> str:
@@ -758,12 +758,13 @@ def _log_retry(action: str, shown: str, state: RetryCallState) -> None:
         action,
         shown,
         state.attempt_number,
-        error,
+        _describe(error),
     )
 
 
-def _describe(error: psycopg.Error) -> str:
-    return str(error).strip() or type(error).__name__
+def _describe(error: BaseException | None) -> str:
+    """The error on one line (libpq adds hints on lines of their own)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _key(option: str) -> str:
