@@ -255,6 +255,24 @@ class PostgresEventStore:
             except psycopg.Error as error:
                 raise self._failure("wait for appends", error) from error
 
+    def drop(self) -> None:
+        """Delete the table, its events, its trigger and notify function (a
+        benchmark's or a test's own log); the store stays open."""
+        self._run("drop the events table", self._drop)
+
+    def _drop(self, connection: _Connection) -> None:
+        with connection.transaction():
+            connection.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(
+                    sql.Identifier(self._target.table)
+                )
+            )
+            connection.execute(
+                sql.SQL("DROP FUNCTION IF EXISTS {}()").format(
+                    sql.Identifier(_trigger_name(self._target))
+                )
+            )
+
     def close(self) -> None:
         """Close both connections; the store cannot be used afterwards."""
         with self._lock:

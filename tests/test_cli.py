@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 
@@ -420,3 +421,40 @@ def test_bench_takes_the_store_before_the_command_too(cli: Run, redis_url: str) 
     assert result.returncode == 0, result.stderr
     bench_figures_are_complete(json.loads(result.stdout), 2000, [1])
     assert leftover_keys(redis_url, "bench-*") == []
+
+
+@pytest.mark.ray
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_bench_live_prints_latency_figures_and_leaves_no_table_or_keys(
+    cli: Run, redis_url: str, postgres_url: str
+) -> None:
+    result = cli(
+        "bench",
+        *("--live", "--rates", "200,400", "--seconds", "1", "--json"),
+        *("--event-store", postgres_url, "--store", redis_url),
+    )
+
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["event_store"] == "postgresql"
+    assert [run["rate"] for run in figures["runs"]] == [200, 400]
+    for run in figures["runs"]:
+        assert run["events"] == run["rate"]
+        assert run["never_visible"] == 0
+        latency = run["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    assert leftover_keys(redis_url, "bench_*") == []
+    with psycopg.connect(postgres_url) as connection:
+        tables = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE 'bench%'"
+        ).fetchall()
+    assert tables == []
+
+
+def test_bench_live_refuses_rates_that_are_not_positive_numbers(cli: Run) -> None:
+    result = cli("bench", "--live", "--rates", "1000,fast")
+
+    assert result.returncode == 2
+    assert "--rates" in result.stderr
+    assert "'1000,fast'" in result.stderr

@@ -477,3 +477,19 @@ def test_an_unreachable_server_names_the_host_but_not_the_password(
     message = str(raised.value)
     assert f"127.0.0.1:{free_loopback_port}" in message
     assert "s3cret" not in message
+
+
+def test_drop_removes_the_table_and_its_notify_function(log: Log) -> None:
+    store = PostgresEventStore(log.url)
+    store.append([credited()])
+    store.drop()
+    store.close()
+
+    with psycopg.connect(log.admin_url) as connection:
+        tables = connection.execute(
+            "SELECT count(*) FROM pg_tables WHERE tablename = %s", [log.table]
+        ).fetchone()
+        functions = connection.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname = %s", [f"{log.table}_notify"]
+        ).fetchone()
+    assert (tables, functions) == ((0,), (0,))
