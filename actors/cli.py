@@ -199,7 +199,11 @@ def _on_signals(engine: Projectionist) -> threading.Event:
 
 def _summary(status: dict[str, Any]) -> str:
     checkpoints = ", ".join(str(s["checkpoint"]) for s in status["shards"])
-    return f"caught up: head {status['head']}, shard checkpoints {checkpoints}"
+    summary = f"caught up: head {status['head']}, shard checkpoints {checkpoints}"
+    holes = status.get("permanent_holes")
+    if holes:
+        summary += f"; {holes} missing sequence numbers passed as permanent holes"
+    return summary
 
 
 @cli.command()

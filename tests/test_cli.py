@@ -458,3 +458,25 @@ def test_bench_live_refuses_rates_that_are_not_positive_numbers(cli: Run) -> Non
     assert result.returncode == 2
     assert "--rates" in result.stderr
     assert "'1000,fast'" in result.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.postgres
+def test_run_on_postgresql_reports_the_holes_it_passed(
+    cli: Run, tmp_path: Path, postgres_url: str
+) -> None:
+    log = f"{postgres_url}?table=cli_{uuid.uuid4().hex[:12]}"
+    source = tmp_path / "holes.jsonl"
+    source.write_text(
+        "\n".join(event_line(n) for n in (1, 2, 4, 5, 9)) + "\n", encoding="utf-8"
+    )
+    imported = cli("import", str(source), "--event-store", log)
+    assert imported.returncode == 0, imported.stderr
+
+    result = cli("run", "--until-caught-up", "--event-store", log)
+
+    assert result.returncode == 0, result.stderr
+    assert "caught up: head 9, shard checkpoints 9, 9" in result.stdout
+    assert "4 missing sequence numbers passed as permanent holes" in result.stdout
+    balance = cli("query", "balance", "u1", "USD", "--json", "--event-store", log)
+    assert json.loads(balance.stdout)["balance"] == "5.00"
