@@ -9,12 +9,20 @@ from collections import deque
 from typing import Any
 
 import ray
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
 
-from engine import HighWaterMark, Settings, ShardReply, split_batch
+from engine import EventStoreError, HighWaterMark, Settings, ShardReply, split_batch
 
 from ._refs import StoreRef, open_events
 
 logger = logging.getLogger(__name__)
+
+OUTAGE_MAX_PAUSE_S = 30.0
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, max_concurrency=4, num_cpus=0)
@@ -50,6 +58,7 @@ class Dispatcher:
             mark=max(reply.applied for reply in self.replies.values()),
         )
         self.flushed: int | None = None
+        self.store_error: str | None = None
         self.dispatched = 0
         self.caught_up = False
         self.behind_since: float | None = None
@@ -64,20 +73,47 @@ class Dispatcher:
         calls to this actor may run in any order."""
         in_flight: deque[tuple[int, list[Any]]] = deque()
         while not self._stopping.is_set():
-            at_head = self._fill(in_flight)
-            if in_flight:
-                self._settle(in_flight.popleft(), in_flight)
-                continue
-            if at_head and self.flushed != self.sent:
-                self._flush_all()
-                continue
-            waiting = self.high_water.deadline() is not None
-            if at_head and not waiting and not live:
-                break
-            self._idle()
+            try:
+                if not self._step(in_flight, live):
+                    break
+            except EventStoreError as error:
+                self._wait_for_store(error)
         self._drain(in_flight)
         self._flush_all()
         return self.status()
+
+    def _step(self, in_flight: deque[tuple[int, list[Any]]], live: bool) -> bool:
+        # One turn of the main loop; ``False`` once a catch-up is done.
+        at_head = self._fill(in_flight)
+        if in_flight:
+            self._settle(in_flight.popleft(), in_flight)
+        elif at_head and self.flushed != self.sent:
+            self._flush_all()
+        elif at_head and self.high_water.deadline() is None and not live:
+            return False
+        else:
+            self._idle()
+        return True
+
+    def _wait_for_store(self, error: EventStoreError) -> None:
+        # The event store stopped answering (its own reconnects ran out):
+        # ask it again with growing pauses until it answers or stop() is
+        # called; the position is kept, so nothing is read twice.
+        self.store_error = str(error)
+        logger.warning("event store unreachable, waiting for it: %s", error)
+        probe = Retrying(
+            retry=retry_if_exception_type(EventStoreError),
+            wait=wait_exponential_jitter(initial=0.5, max=OUTAGE_MAX_PAUSE_S),
+            sleep=self._stopping.wait,
+            stop=stop_when_event_set(self._stopping),
+            reraise=True,
+        )
+        try:
+            probe(self.store.head)
+        except EventStoreError:
+            return
+        self.store_error = None
+        logger.info("event store answers again; going on after %s", self.sent)
 
     def _fill(self, in_flight: deque[tuple[int, list[Any]]]) -> bool:
         # Read and send until the window is full, or until the head or a gap
@@ -164,13 +200,23 @@ class Dispatcher:
         for reply in replies:
             self.replies[reply.shard] = reply
 
+    def _head(self) -> int:
+        # The store's head, or the position reached while it is unreachable.
+        try:
+            head = self.store.head()
+        except EventStoreError as error:
+            self.store_error = str(error)
+            return self.sent
+        self.store_error = None
+        return head
+
     def stop(self) -> None:
         """Ask :meth:`run` to finish: it drains, flushes and returns."""
         self._stopping.set()
 
     def status(self) -> dict[str, Any]:
         """Positions, lag and counters, as plain values."""
-        head = self.store.head()
+        head = self._head()
         durable = min(reply.durable for reply in self.replies.values())
         lag = 0.0 if self.behind_since is None else time.monotonic() - self.behind_since
         return {
@@ -179,6 +225,7 @@ class Dispatcher:
             "caught_up": self.caught_up and durable >= head,
             "events_processed_total": self.dispatched,
             "permanent_holes": self.high_water.holes,
+            "event_store_error": self.store_error,
             "waiting_for_gap": self.high_water.deadline() is not None,
             "projection_lag_seconds": round(lag, 3),
             "lag_events": max(0, head - durable),

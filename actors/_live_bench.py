@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import Event, Settings, generate_events, route_of
+from engine import ConfigurationError, Event, Settings, generate_events, route_of
 from stores import open_event_store, open_snapshot_store
 
 from ._bench import clear_snapshots, drop_log, with_option
@@ -93,16 +93,13 @@ def run_live_bench(
 
 @contextmanager
 def _fresh_stores(settings: Settings) -> Iterator[Settings]:
-    tag = f"bench_{uuid.uuid4().hex[:8]}"
+    if settings.snapshot_store_url.startswith("memory:"):
+        raise ConfigurationError(
+            "bench --live watches the snapshot store from its own process: "
+            "give --store sqlite:///… or redis://…, not memory://"
+        )
     folder = Path(tempfile.mkdtemp(prefix="projectionist-bench-"))
-    events_url = f"sqlite:///{folder / 'events.db'}"
-    if settings.event_store_url.startswith(("postgresql:", "postgres:")):
-        events_url = with_option(settings.event_store_url, "table", tag)
-    store_url = settings.snapshot_store_url
-    if store_url.startswith("sqlite:"):
-        store_url = f"sqlite:///{folder / 'models.db'}"
-    elif store_url.startswith(("redis:", "rediss:")):
-        store_url = with_option(store_url, "prefix", tag)
+    events_url, store_url = _own_urls(settings, folder)
     try:
         yield settings.model_copy(
             update={"event_store_url": events_url, "store_url": store_url}
@@ -111,6 +108,21 @@ def _fresh_stores(settings: Settings) -> Iterator[Settings]:
         clear_snapshots(store_url)
         drop_log(events_url)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _own_urls(settings: Settings, folder: Path) -> tuple[str, str]:
+    # A log and a snapshot store of the bench's own: files in ``folder``, a
+    # fresh PostgreSQL table, a fresh Redis key prefix.
+    tag = f"bench_{uuid.uuid4().hex[:8]}"
+    events_url = f"sqlite:///{folder / 'events.db'}"
+    if settings.event_store_url.startswith(("postgresql:", "postgres:")):
+        events_url = with_option(settings.event_store_url, "table", tag)
+    store_url = settings.snapshot_store_url
+    if store_url.startswith("sqlite:"):
+        store_url = f"sqlite:///{folder / 'models.db'}"
+    elif store_url.startswith(("redis:", "rediss:")):
+        store_url = with_option(store_url, "prefix", tag)
+    return events_url, store_url
 
 
 def _kind(url: str) -> str:
@@ -158,11 +170,11 @@ def _append_at_rate(
 def _record(
     pending: _Pending, batch: list[Event], first: int, last: int, at: float
 ) -> None:
-    if last - first + 1 != len(batch):
-        # Another writer took numbers in between: only the last is certain.
-        first = last - len(batch) + 1
+    contiguous = last - first + 1 == len(batch)
     for offset, event in enumerate(batch):
-        pending.add(min(first + offset, last), event, at)
+        # Numbers shared with another writer are not known one by one: then
+        # an event counts as visible only once the whole append is.
+        pending.add(first + offset if contiguous else last, event, at)
 
 
 @contextmanager

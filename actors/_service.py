@@ -334,6 +334,8 @@ class Projectionist:
             problems.append("engine is not running")
         else:
             status = self._live_status(problems)
+        if status.get("event_store_error"):
+            problems.append(f"event store unreachable: {status['event_store_error']}")
         lag = status.get("projection_lag_seconds", 0.0)
         if lag > self.settings.lag_threshold_seconds:
             problems.append(f"lag {lag}s passes {self.settings.lag_threshold_seconds}s")

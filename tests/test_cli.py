@@ -480,3 +480,10 @@ def test_run_on_postgresql_reports_the_holes_it_passed(
     assert "4 missing sequence numbers passed as permanent holes" in result.stdout
     balance = cli("query", "balance", "u1", "USD", "--json", "--event-store", log)
     assert json.loads(balance.stdout)["balance"] == "5.00"
+
+
+def test_bench_live_refuses_a_memory_snapshot_store(cli: Run) -> None:
+    result = cli("bench", "--live", "--store", "memory://")
+
+    assert result.returncode != 0
+    assert "not memory://" in result.stderr

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -134,8 +135,19 @@ def test_the_failure_recovery_example_ends_with_no_difference_from_the_fold() ->
     )
 
 
-def test_the_eventual_consistency_example_matches_the_fold_after_live_events() -> None:
-    result = run(sys.executable, "-m", "examples.eventual_consistency")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_options(request: pytest.FixtureRequest) -> list[str]:
+    """No option (temporary SQLite files), or a PostgreSQL table of its own."""
+    if request.param == "sqlite":
+        return []
+    database: str = request.getfixturevalue("postgres_url")
+    return ["--event-store", f"{database}?table=example_{uuid.uuid4().hex[:12]}"]
+
+
+def test_the_eventual_consistency_example_matches_the_fold_after_live_events(
+    log_options: list[str],
+) -> None:
+    result = run(sys.executable, "-m", "examples.eventual_consistency", *log_options)
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "20000 events in the log before the engine starts" in result.stdout
@@ -145,8 +157,10 @@ def test_the_eventual_consistency_example_matches_the_fold_after_live_events() -
     )
 
 
-def test_the_complete_flow_example_answers_each_step_while_events_flow() -> None:
-    result = run(sys.executable, "-m", "examples.complete_flow")
+def test_the_complete_flow_example_answers_each_step_while_events_flow(
+    log_options: list[str],
+) -> None:
+    result = run(sys.executable, "-m", "examples.complete_flow", *log_options)
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     answers = re.findall(r"answered after +\d+ ms: (.*)", result.stdout)
