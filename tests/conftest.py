@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -34,6 +35,7 @@ REDIS_MISSING = (
 )
 _START_TIMEOUT_S = 10.0
 POSTGRES_URL_VARIABLE = "PROJECTIONIST_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_VARIABLE = "PROJECTIONIST_TEST_REQUIRE_POSTGRES"
 _POSTGRES_LOCAL = "127.0.0.1:5432"
 
 
@@ -135,7 +137,7 @@ def postgres_url() -> Iterator[str]:
         admin.execute(f"CREATE DATABASE {name}")
     except psycopg.Error as error:
         admin.close()
-        pytest.skip(f"cannot create a test database on PostgreSQL: {error}")
+        _skip_or_fail(f"cannot create a test database on PostgreSQL: {error}")
     try:
         yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     finally:
@@ -167,7 +169,15 @@ def _postgres_admin() -> tuple[psycopg.Connection[tuple[object, ...]], str]:
         except psycopg.Error:
             continue
     where = "the URL in " + POSTGRES_URL_VARIABLE if given else _POSTGRES_LOCAL
-    pytest.skip(
+    _skip_or_fail(
         f"PostgreSQL not reachable at {where}; set {POSTGRES_URL_VARIABLE} "
         "to a server's URL to run these tests"
     )
+
+
+def _skip_or_fail(reason: str) -> NoReturn:
+    """Skip, or fail where a server is promised (CI sets
+    PROJECTIONIST_TEST_REQUIRE_POSTGRES=1, so no test is silently skipped)."""
+    if os.environ.get(REQUIRE_POSTGRES_VARIABLE) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_POSTGRES_VARIABLE}=1)")
+    pytest.skip(reason)
