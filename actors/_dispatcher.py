@@ -140,14 +140,16 @@ class Dispatcher:
     def _read_safe(self, limit: int) -> tuple[list[Any], list[Any]]:
         # The rows read after ``sent``, and the part of them safe to apply.
         read = self.store.read_after(self.sent, limit)
-        rows = self.high_water.settle(self.sent, read)
-        if len(rows) == len(read) or self.store.writers_open():
-            return read, rows
-        # No writer is left that could fill a gap below what was read: read
-        # again (a writer may have committed just before the check) and
-        # pass the gaps that remain below it.
-        settled_below = read[-1].sequence_number
-        read = self.store.read_after(self.sent, limit)
+        settled_below = 0
+        if self.high_water.note(self.sent, read):
+            writers = self.store.open_writers()
+            if writers is not None:
+                settled_below = self.high_water.weigh(writers)
+        if settled_below:
+            # No writer is left that could fill the gaps below that number:
+            # read again (one may have committed just before the check), and
+            # what is still missing there is a hole.
+            read = self.store.read_after(self.sent, limit)
         return read, self.high_water.settle(self.sent, read, settled_below)
 
     def _settle(

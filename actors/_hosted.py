@@ -15,6 +15,7 @@ from engine import (
     AppendResult,
     Event,
     Flush,
+    OpenWriter,
     Owner,
     ShardCheckpoint,
     StoredRow,
@@ -76,8 +77,8 @@ class HostedEventStore(_Proxy):
     def gaps_may_fill(self) -> bool:
         return False
 
-    def writers_open(self) -> bool:
-        return False
+    def open_writers(self) -> list[OpenWriter]:
+        return []
 
     def listen(self) -> None:
         self._poll.listen()

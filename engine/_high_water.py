@@ -3,10 +3,13 @@
 A database sequence hands out numbers before the writer commits, so event 8
 can become visible while 7 is still in an open transaction, and 7 may never
 appear at all when that transaction rolls back. :class:`HighWaterMark` lets
-the reader pass a missing number only once it is settled: it appeared, or it
-has stayed missing for ``timeout`` seconds since this process first saw it
-missing, measured on the process's own monotonic clock. A number passed that
-way is a permanent hole: counted, logged, and never waited for again.
+the reader pass a missing number only once it is settled: it appeared; or
+no writer that could still commit it is open (one that began before the
+number was first seen missing); or it has stayed missing for ``timeout``
+seconds, on this process's own monotonic clock, counted from when it was
+first seen missing or, later, from the last moment a writer that could fill
+it was seen at work. A number passed that way is a permanent hole: counted,
+logged, and never waited for again.
 """
 
 from __future__ import annotations
@@ -14,10 +17,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from ._stores import StoredRow
+from ._stores import OpenWriter, StoredRow
 
 logger = logging.getLogger(__name__)
+
+# Writers' open times come from the store's clock, gap times from ours: a
+# writer open for up to this much less than a gap's age may still hold it.
+CLOCK_MARGIN_S = 1.0
 
 
 class HighWaterMark:
@@ -41,9 +49,35 @@ class HighWaterMark:
         self.mark = mark
         self.holes = 0
         self._clock = clock
-        # Missing numbers seen so far, as ranges [start, end) above the mark,
-        # each with the time it was first seen missing.
-        self._gaps: list[tuple[int, int, float]] = []
+        self._gaps: list[_Gap] = []
+
+    def note(self, after: int, rows: Sequence[StoredRow]) -> bool:
+        """Remember the gaps in ``rows`` (read after ``after``) from now on;
+        whether any gap is pending."""
+        if self.gaps_may_fill:
+            self._note_gaps(after, rows, self._clock())
+        return bool(self._gaps)
+
+    def weigh(self, writers: Sequence[OpenWriter]) -> int:
+        """Take in the writers open now (asked after the rows were read).
+
+        A gap's timeout starts again whenever a writer that could fill it is
+        running a statement. Returns the number below which no gap can fill
+        any more (0 for none): every gap up to there has no writer open that
+        began before the gap was first seen. Read again before passing them
+        with :meth:`settle`."""
+        now = self._clock()
+        settled_below = 0
+        open_below = False
+        for gap in sorted(self._gaps, key=lambda gap: gap.start):
+            waited = now - gap.first_seen
+            able = [w for w in writers if w.open_seconds >= waited - CLOCK_MARGIN_S]
+            if any(writer.busy for writer in able):
+                gap.quiet_since = now
+            open_below = open_below or bool(able)
+            if not open_below:
+                settled_below = gap.end
+        return settled_below
 
     def settle(
         self, after: int, rows: Sequence[StoredRow], settled_below: int = 0
@@ -51,9 +85,9 @@ class HighWaterMark:
         """The leading part of ``rows`` (read after ``after``) that is safe to
         apply: it stops before the first gap that may still fill.
 
-        ``settled_below`` says that no number missing below it can appear any
-        more (the store saw no writer left that could commit one, see
-        :meth:`engine.EventStore.writers_open`): such gaps are holes at once.
+        Gaps that end at or below ``settled_below`` (see :meth:`weigh`) are
+        passed as holes at once; the others once no writer has worked on
+        them for ``timeout`` seconds since they were first seen missing.
         """
         if not self.gaps_may_fill:
             self.mark = max(self.mark, rows[-1].sequence_number if rows else after)
@@ -72,15 +106,15 @@ class HighWaterMark:
             safe.append(row)
             position = number
         self.mark = max(self.mark, position)
-        self._gaps = [gap for gap in self._gaps if gap[1] > self.mark + 1]
+        self._gaps = [gap for gap in self._gaps if gap.end > self.mark + 1]
         return safe
 
     def _note_gaps(self, after: int, rows: Sequence[StoredRow], now: float) -> None:
         previous = after
         for row in rows:
             first = max(previous, self.mark) + 1
-            if first < row.sequence_number and self._since(first) is None:
-                self._gaps.append((first, row.sequence_number, now))
+            if first < row.sequence_number and self._gap_of(first) is None:
+                self._gaps.append(_Gap(first, row.sequence_number, now, now))
                 logger.debug(
                     "waiting for sequence numbers %s to %s",
                     first,
@@ -88,34 +122,44 @@ class HighWaterMark:
                 )
             previous = row.sequence_number
 
-    def _since(self, number: int) -> float | None:
-        for start, end, since in self._gaps:
-            if start <= number < end:
-                return since
+    def _gap_of(self, number: int) -> _Gap | None:
+        for gap in self._gaps:
+            if gap.start <= number < gap.end:
+                return gap
         return None
 
     def _expired(self, first: int, number: int, now: float, settled: bool) -> bool:
-        # Has the gap [first, number) been missing for the whole timeout, or
-        # can it no longer fill?
-        since = self._since(first)
-        if since is None:
+        # May the reader pass the gap [first, number) as a permanent hole?
+        gap = self._gap_of(first)
+        if gap is None:
             return False
-        if not settled and now - since < self.timeout:
+        if not settled and now - gap.quiet_since < self.timeout:
             return False
         self.holes += number - first
         logger.warning(
-            "sequence numbers %s to %s never committed (%.1f s after first "
-            "seen missing); treating them as permanent holes (%s so far)",
+            "sequence numbers %s to %s %s; treating them as permanent holes "
+            "(%s so far)",
             first,
             number - 1,
-            now - since,
+            "can no longer commit" if settled else "stayed missing past the timeout",
             self.holes,
         )
         return True
 
     def deadline(self) -> float | None:
-        """When the earliest pending gap, if any, becomes a permanent hole (on
-        the clock given at construction)."""
+        """When the earliest pending gap, if no writer works on it, becomes
+        a permanent hole (on the clock given at construction)."""
         if not self._gaps:
             return None
-        return min(since for _, _, since in self._gaps) + self.timeout
+        return min(gap.quiet_since for gap in self._gaps) + self.timeout
+
+
+@dataclass(slots=True)
+class _Gap:
+    """Missing numbers [start, end), first seen missing at ``first_seen``;
+    their timeout runs from ``quiet_since``."""
+
+    start: int
+    end: int
+    first_seen: float
+    quiet_since: float

@@ -32,6 +32,15 @@ class AppendResult:
     last: int
 
 
+@dataclass(frozen=True, slots=True)
+class OpenWriter:
+    """A writer's transaction that is open now: for how many seconds it has
+    been open, and whether it is running a statement at the moment."""
+
+    open_seconds: float
+    busy: bool
+
+
 class EventStore(Protocol):
     """An ordered, append-only log of events."""
 
@@ -61,12 +70,14 @@ class EventStore(Protocol):
         for stores whose writers commit in sequence order."""
         ...
 
-    def writers_open(self) -> bool:
-        """Whether a transaction that may still commit events is open now.
-        ``True`` when the store cannot tell; ``False`` for stores whose gaps
-        never fill. Once it answers ``False``, every number missing below
-        what a read before the call saw and a read after it still misses
-        will never appear."""
+    def open_writers(self) -> list[OpenWriter] | None:
+        """The transactions open now that may still commit events (they
+        hold a write lock on the log or its number sequence), or ``None``
+        when the store cannot tell. Empty for stores whose gaps never fill.
+
+        A number missing below one that a read before this call saw can
+        only be filled by a writer that is listed here and has been open
+        since before that number was first seen missing."""
         ...
 
     def listen(self) -> None:

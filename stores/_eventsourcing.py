@@ -45,6 +45,7 @@ from engine import (
     Event,
     EventStoreError,
     InvalidEventError,
+    OpenWriter,
     StoredRow,
     encode_event,
     route_of,
@@ -196,7 +197,7 @@ class EventsourcingEventStore:
         transcoder: Transcoder,
         compressor: Compressor | None = None,
         gaps_may_fill: bool = False,
-        writers_open: Callable[[], bool] | None = None,
+        open_writers: Callable[[], list[OpenWriter]] | None = None,
         listen: Callable[[], Any] | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
@@ -205,7 +206,7 @@ class EventsourcingEventStore:
         self._transcoder = transcoder
         self._compressor = compressor
         self._gaps_may_fill = gaps_may_fill
-        self._writers_open = writers_open
+        self._open_writers = open_writers
         self._watch: HeadPoll | PostgresWake = (
             HeadPoll(self.head) if listen is None else PostgresWake(listen, self.head)
         )
@@ -295,12 +296,12 @@ class EventsourcingEventStore:
         mapping: TopicMapping,
         *,
         gaps_may_fill: bool,
-        writers_open: Callable[[], bool] | None = None,
+        open_writers: Callable[[], list[OpenWriter]] | None = None,
         listen: Callable[[], Any] | None = None,
     ) -> EventsourcingEventStore:
         """A store over ``recorder``, decoding states with the transcoder and
         compressor that the library's ``factory`` is configured with;
-        ``writers_open`` tells whether a writer's transaction is open, and
+        ``open_writers`` lists the writers' transactions open now, and
         ``listen`` opens a connection that is notified of appends."""
         transcoder = factory.transcoder()
         if isinstance(transcoder, JSONTranscoder):
@@ -313,7 +314,7 @@ class EventsourcingEventStore:
             transcoder=transcoder,
             compressor=factory.compressor(),
             gaps_may_fill=gaps_may_fill,
-            writers_open=writers_open,
+            open_writers=open_writers,
             listen=listen,
             on_close=factory.close,
         )
@@ -362,15 +363,15 @@ class EventsourcingEventStore:
         sequence; ``False`` on SQLite, whose writers commit in order."""
         return self._gaps_may_fill
 
-    def writers_open(self) -> bool:
-        """Whether a writer's transaction that may still commit notifications
-        is open now: on PostgreSQL, whether another session holds more than
-        a read lock on the events table; on SQLite never, since its gaps
-        never fill."""
-        if self._writers_open is None:
-            return self._gaps_may_fill
+    def open_writers(self) -> list[OpenWriter] | None:
+        """The writers' transactions open now that may still commit
+        notifications: on PostgreSQL, the sessions holding more than a read
+        lock on the events table or its id sequence; on SQLite none, since
+        its gaps never fill. ``None`` when a PostgreSQL store cannot tell."""
+        if self._open_writers is None:
+            return None if self._gaps_may_fill else []
         with _translated("look for open writers"):
-            return self._writers_open()
+            return self._open_writers()
 
     def listen(self) -> None:
         """Start noting appends (the PostgreSQL recorder's NOTIFY, else the

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from engine import ConfigurationError, EventStoreError
+from engine import ConfigurationError, EventStoreError, OpenWriter
 
 from ._eventsourcing import CONNECT_TIMEOUT_SECONDS, INSTALL_HINT, TopicMapping
+from ._pg_writers import open_writers
 
 if TYPE_CHECKING:
     from ._eventsourcing import EventsourcingEventStore
@@ -56,7 +57,7 @@ def connect_to_postgres(
         recorder,
         mapping,
         gaps_may_fill=True,
-        writers_open=_writers(recorder, name),
+        open_writers=_writers(recorder, name),
         listen=_listener(address, recorder.channel_name),
     )
 
@@ -116,25 +117,21 @@ def _check_table(
     return name
 
 
-# The recorder's inserts lock the table (EXCLUSIVE, and ROW EXCLUSIVE for the
-# insert itself) before they draw notification ids and until they end.
-_WRITERS = (
-    "SELECT EXISTS (SELECT 1 FROM pg_locks"
-    " WHERE locktype = 'relation' AND relation = %s::regclass"
-    " AND database = (SELECT oid FROM pg_database"
-    " WHERE datname = current_database())"
-    " AND granted AND mode <> 'AccessShareLock'"
-    " AND pid IS DISTINCT FROM pg_backend_pid()) AS open"
-)
-
-
-def _writers(recorder: PostgresApplicationRecorder, table: str) -> Callable[[], bool]:
-    def writers_open() -> bool:
+def _writers(
+    recorder: PostgresApplicationRecorder, table: str
+) -> Callable[[], list[OpenWriter]]:
+    # The recorder's inserts lock the table (EXCLUSIVE, and ROW EXCLUSIVE for
+    # the insert itself) before they draw notification ids and until they end.
+    def writers() -> list[OpenWriter]:
         with recorder.datastore.get_connection() as connection:
-            row = connection.execute(_WRITERS, (table,)).fetchone()
-        return bool(row and row["open"])
+            row = connection.execute(
+                "SELECT pg_get_serial_sequence(%s, 'notification_id') AS name",
+                (table,),
+            ).fetchone()
+            sequence = row["name"] if row else None
+            return open_writers(connection, table, sequence)
 
-    return writers_open
+    return writers
 
 
 def _host(address: dict[str, Any]) -> str:

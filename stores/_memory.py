@@ -15,6 +15,7 @@ from engine import (
     AppendResult,
     Event,
     Flush,
+    OpenWriter,
     Owner,
     ShardCheckpoint,
     StoredRow,
@@ -87,9 +88,9 @@ class MemoryEventStore:
         """Appends are numbered and made visible under one lock: no gap fills."""
         return False
 
-    def writers_open(self) -> bool:
+    def open_writers(self) -> list[OpenWriter]:
         """Appends hold the lock to their end: none is ever half done."""
-        return False
+        return []
 
     def listen(self) -> None:
         """Report appends from now on."""

@@ -42,6 +42,7 @@ from engine import (
     Event,
     EventStoreError,
     InvalidEventError,
+    OpenWriter,
     StoredRow,
     decode_event,
     encode_event,
@@ -49,6 +50,7 @@ from engine import (
 )
 
 from ._append import Numbering, duplicate_event_id
+from ._pg_writers import open_writers
 
 logger = logging.getLogger(__name__)
 
@@ -212,14 +214,12 @@ class PostgresEventStore:
         """The greatest visible sequence number, or 0 for an empty log."""
         return self._run("read the head", self._head)
 
-    def writers_open(self) -> bool:
-        """Whether another session holds a write lock on the table now.
-
-        An insert holds one from before it draws its numbers until its
-        transaction ends, so once none is held, every number drawn before
-        is committed or lost for good.
-        """
-        return self._run("look for open writers", self._writers_open)
+    def open_writers(self) -> list[OpenWriter]:
+        """The other sessions that hold a write lock on the table or its
+        identity sequence now: an insert holds one from before it draws its
+        numbers until its transaction ends, and so does a ``nextval``
+        reserving a number ahead of its insert."""
+        return self._run("look for open writers", self._open_writers)
 
     def listen(self) -> None:
         """Start listening on the table's channel, on a second connection;
@@ -361,9 +361,8 @@ class PostgresEventStore:
         row = connection.execute(self._sql.head).fetchone()
         return int(row[0]) if row else 0
 
-    def _writers_open(self, connection: _Connection) -> bool:
-        row = connection.execute(self._sql.writers, [self._target.table]).fetchone()
-        return bool(row and row[0])
+    def _open_writers(self, connection: _Connection) -> list[OpenWriter]:
+        return open_writers(connection, self._target.table, self._sequence)
 
     def _append_once(self, batches: _Batches, connection: _Connection) -> AppendResult:
         if batches.outcome is not None:
@@ -455,14 +454,6 @@ class _Statements:
             "SELECT GREATEST(MAX(sequence_number),"
             " pg_sequence_last_value(%s::regclass), 0) FROM {}"
         ).format(table)
-        self.writers = sql.SQL(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks"
-            " WHERE locktype = 'relation' AND relation = %s::regclass"
-            " AND database = (SELECT oid FROM pg_database"
-            " WHERE datname = current_database())"
-            " AND granted AND mode <> 'AccessShareLock'"
-            " AND pid IS DISTINCT FROM pg_backend_pid())"
-        )
         self.listen = sql.SQL("LISTEN {}").format(sql.Identifier(target.channel))
         self.insert_drawn = _insert(table, "nextval(%(sequence)s::regclass)")
         self.insert_numbered = _insert(table, "u.wanted")

@@ -21,6 +21,7 @@ from engine import (
     Event,
     EventStoreError,
     Flush,
+    OpenWriter,
     Owner,
     ShardCheckpoint,
     SnapshotStoreError,
@@ -222,9 +223,9 @@ class SqliteEventStore:
         number below a visible one never appears later."""
         return False
 
-    def writers_open(self) -> bool:
+    def open_writers(self) -> list[OpenWriter]:
         """Gaps never fill here, so no writer matters to a reader."""
-        return False
+        return []
 
     def listen(self) -> None:
         """Report appends from now on."""

@@ -31,7 +31,7 @@ import ray
 from postgres_helpers import insert_raw, table_of
 
 from actors import Projectionist
-from engine import Event, StoredRow
+from engine import Event, StoredRow, encode_event, route_of
 from stores import open_event_store
 
 pytestmark = [pytest.mark.ray, pytest.mark.postgres]
@@ -232,5 +232,83 @@ def test_e_an_append_during_the_hand_over_is_applied_promptly(
         assert summary.total_debits == Decimal("60.00")
         # Woken by the append's notification, not by the next poll.
         assert took < POLL_MS / 1000, took
+    finally:
+        engine.stop()
+
+
+def credit(event_id: str, amount: str) -> Event:
+    return Event(
+        0,
+        event_id,
+        "WalletCredited",
+        datetime(2026, 1, 6, tzinfo=UTC),
+        {"user_id": "u9", "currency": "USD", "amount": Decimal(amount)},
+    )
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_writer_still_at_work_past_the_gap_timeout_is_waited_for(
+    log_url: str, postgres_url: str, store_url: str
+) -> None:
+    """A long import: its transaction drew its number first and keeps
+    working (here: a statement that runs for three gap timeouts) while a
+    later number commits. Nothing of it may be skipped."""
+    engine = Projectionist(log_url, store_url, shards=2, gap_timeout_ms=GAP_TIMEOUT_MS)
+    try:
+        engine.append([credit("first", "1.00")])
+        engine.start()
+        with psycopg.connect(postgres_url) as slow:
+            number = insert_raw(slow, table_of(log_url), credit("slow", "10.00"))
+            later = engine.append([credit("later", "100.00")]).last
+            assert later == number + 1
+            slow.execute("SELECT pg_sleep(%s)", [3 * GAP_TIMEOUT_MS / 1000])
+            slow.commit()
+        assert engine.wait_until_visible(later, PATIENCE_S)
+        balance = engine.get_balance("u9", "USD")
+        assert (balance.balance, balance.transaction_count) == (Decimal("111.00"), 3)
+        assert engine.status()["permanent_holes"] == 0
+    finally:
+        engine.stop()
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_number_reserved_ahead_of_its_insert_is_not_skipped(
+    log_url: str, postgres_url: str, store_url: str
+) -> None:
+    """A writer draws a number with nextval, another commits the next one,
+    and the first inserts its number a moment later, within the timeout."""
+    engine = Projectionist(log_url, store_url, shards=2, gap_timeout_ms=5_000)
+    try:
+        engine.append([credit("first", "1.00")])
+        engine.start()
+        table = table_of(log_url)
+        with psycopg.connect(postgres_url) as reserving:
+            row = reserving.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'sequence_number'))",
+                [table],
+            ).fetchone()
+            assert row is not None
+            later = engine.append([credit("later", "100.00")]).last
+            assert later == row[0] + 1
+            time.sleep(1.0)
+            reserved = dataclasses.replace(
+                credit("reserved", "10.00"), sequence_number=row[0]
+            )
+            reserving.execute(
+                f"INSERT INTO {table} (sequence_number, event_id, event_type,"
+                " route, payload) VALUES (%s, %s, %s, %s, %s)",
+                [
+                    row[0],
+                    reserved.event_id,
+                    reserved.event_type,
+                    route_of("u9"),
+                    encode_event(reserved),
+                ],
+            )
+            reserving.commit()
+        assert engine.wait_until_visible(later, PATIENCE_S)
+        balance = engine.get_balance("u9", "USD")
+        assert (balance.balance, balance.transaction_count) == (Decimal("111.00"), 3)
+        assert engine.status()["permanent_holes"] == 0
     finally:
         engine.stop()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import HighWaterMark, StoredRow
+from engine import HighWaterMark, OpenWriter, StoredRow
 
 
 class Clock:
@@ -157,3 +157,43 @@ def test_gaps_below_a_settled_number_are_holes_at_once(clock: Clock) -> None:
     assert numbers(mark.settle(1, rows(3, 5, 8), settled_below=5)) == [3, 5]
     assert mark.holes == 2
     assert mark.deadline() == 105.0
+
+
+def test_a_gap_with_no_writer_open_is_settled_below_what_was_read(
+    clock: Clock,
+) -> None:
+    mark = HighWaterMark(True, 5.0, clock=clock)
+    assert mark.note(0, rows(1, 3, 5))
+    assert mark.weigh([]) == 5
+    assert numbers(mark.settle(0, rows(1, 3, 5), settled_below=5)) == [1, 3, 5]
+    assert mark.holes == 2
+
+
+def test_a_writer_that_began_after_the_gap_was_seen_cannot_hold_it(
+    clock: Clock,
+) -> None:
+    mark = HighWaterMark(True, 5.0, clock=clock)
+    mark.note(0, rows(1, 3))
+    clock.now += 3.0
+    newer = OpenWriter(open_seconds=1.5, busy=True)
+    older = OpenWriter(open_seconds=3.5, busy=False)
+    assert mark.weigh([newer]) == 3
+    assert mark.weigh([newer, older]) == 0
+
+
+def test_a_writer_at_work_on_a_gap_holds_its_timeout_back(clock: Clock) -> None:
+    """A long import: its transaction drew the numbers long ago and is still
+    inserting, so the gap is not a hole however long that takes."""
+    mark = HighWaterMark(True, 5.0, clock=clock)
+    mark.note(0, rows(1, 9))
+    for _ in range(10):
+        clock.now += 2.0
+        mark.weigh([OpenWriter(open_seconds=clock.now - 99.0, busy=True)])
+        assert numbers(mark.settle(1, rows(9))) == []
+    # It stops working but keeps its transaction open: the timeout runs.
+    mark.weigh([OpenWriter(open_seconds=clock.now - 99.0, busy=False)])
+    clock.now += 4.9
+    assert numbers(mark.settle(1, rows(9))) == []
+    clock.now += 0.1
+    assert numbers(mark.settle(1, rows(9))) == [9]
+    assert mark.holes == 7

@@ -314,16 +314,18 @@ def test_gaps_may_fill_only_on_postgresql(log: Log) -> None:
 def test_writers_are_seen_open_only_while_a_transaction_locks_the_table(
     log: Log,
 ) -> None:
-    assert log.store.writers_open() is False
+    assert log.store.open_writers() == []
     if not log.store.gaps_may_fill:
         return
     with psycopg.connect(log.url.partition("+")[2].split("?")[0]) as writer:
         table = sql.Identifier(f"{log.app.name.lower()}_events")
         writer.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
 
-        assert log.store.writers_open() is True
+        (seen,) = log.store.open_writers()
+        assert seen.open_seconds >= 0
+        assert seen.busy is False  # idle in its transaction
         writer.rollback()
-    assert log.store.writers_open() is False
+    assert log.store.open_writers() == []
 
 
 def test_an_append_after_listen_wakes_a_later_wait(log: Log) -> None:

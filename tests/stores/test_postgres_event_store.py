@@ -234,13 +234,32 @@ def test_an_open_insert_lets_a_later_number_become_visible_first(
         assert (pending, result.first) == (2, 3)
         assert store.head() == 3
         assert numbers(store) == [1, 3]
-        assert store.writers_open() is True
+        (writer,) = store.open_writers()
+        assert writer.busy is False  # idle in its transaction
         assert store.gaps_may_fill is True
 
         other.commit()
 
     assert numbers(store) == [1, 2, 3]
-    assert store.writers_open() is False
+    assert store.open_writers() == []
+
+
+def test_a_number_reserved_ahead_of_its_insert_shows_its_writer(
+    log: Log, store: PostgresEventStore
+) -> None:
+    """A writer that draws a number with nextval and inserts it later holds
+    no lock on the table meanwhile, but one on its sequence."""
+    store.append([credited()])
+    with log.raw() as other:
+        other.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'sequence_number'))",
+            [log.table],
+        )
+        time.sleep(0.2)
+        (writer,) = store.open_writers()
+        assert writer.open_seconds >= 0.2
+        other.rollback()
+    assert store.open_writers() == []
 
 
 def test_an_explicit_number_is_checked_after_open_inserts_end(
