@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -32,16 +33,18 @@ from actors import Projectionist
 from engine import Event, ModelNotFound, generate_events
 
 PATIENCE_S = 120.0
+# A user of this run's own, so the example may run again on the same stores.
+ALICE = f"alice-{uuid.uuid4().hex[:8]}"
 NOISE_BATCH = 100
 
 STORY: list[tuple[str, dict[str, Any]]] = [
     ("WalletCredited", {"currency": "USD", "amount": Decimal("100.00")}),
     (
         "PaymentInitiated",
-        {"payment_id": "alice-1", "currency": "USD", "amount": Decimal("30.00")},
+        {"payment_id": "payment-1", "currency": "USD", "amount": Decimal("30.00")},
     ),
     ("WalletDeducted", {"currency": "USD", "amount": Decimal("30.00")}),
-    ("PaymentCompleted", {"payment_id": "alice-1"}),
+    ("PaymentCompleted", {"payment_id": "payment-1"}),
     ("WalletCredited", {"currency": "USD", "amount": Decimal("12.34")}),
 ]
 EXPECTED = {
@@ -59,7 +62,10 @@ EXPECTED = {
 def story_event(step: int) -> Event:
     event_type, data = STORY[step]
     moment = datetime(2026, 3, 1, 12, 0, step, tzinfo=UTC)
-    return Event(0, f"alice-{step}", event_type, moment, {"user_id": "alice", **data})
+    data = {"user_id": ALICE, **data}
+    if "payment_id" in data:
+        data["payment_id"] = f"{ALICE}-{data['payment_id']}"
+    return Event(0, f"{ALICE}-{step}", event_type, moment, data)
 
 
 def keep_writing(engine: Projectionist, stop: threading.Event) -> None:
@@ -74,9 +80,9 @@ def answer(engine: Projectionist) -> dict[str, Any]:
     """The three queries for Alice; models not yet created are left out."""
     found: dict[str, Any] = {}
     queries: list[Callable[[], Any]] = [
-        lambda: engine.get_balance("alice", "USD"),
-        lambda: engine.get_wallet_summary("alice", "USD"),
-        lambda: engine.get_payment_status("alice"),
+        lambda: engine.get_balance(ALICE, "USD"),
+        lambda: engine.get_wallet_summary(ALICE, "USD"),
+        lambda: engine.get_payment_status(ALICE),
     ]
     for query in queries:
         try:

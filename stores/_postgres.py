@@ -120,8 +120,9 @@ def parse_postgres_url(
         extra = {key: value for key, value in defaults.items() if key not in given}
         conninfo = make_conninfo(bare, **extra)
     except psycopg.ProgrammingError as error:
+        reason = _scrubbed(str(error), url, shown)
         raise ConfigurationError(
-            f"{shown!r} is not a PostgreSQL URL psycopg can use: {error}"
+            f"{shown!r} is not a PostgreSQL URL psycopg can use: {reason}"
         ) from None
     return PostgresTarget(conninfo, table, shown)
 
@@ -797,6 +798,23 @@ def _table_name(tables: list[str], shown: str) -> str:
             "underscore, at most 48 characters"
         )
     return table
+
+
+def _scrubbed(message: str, url: str, shown: str) -> str:
+    """``message`` on one line, with ``url`` and any password in it hidden."""
+    for secret in _passwords(url):
+        message = message.replace(secret, "***")
+    return " ".join(message.replace(url, shown).split())
+
+
+def _passwords(url: str) -> list[str]:
+    # The user part's password as written, and any password=… option.
+    rest = url.partition("://")[2]
+    user_info = rest.rpartition("@")[0] if "@" in rest else ""
+    found = [user_info.partition(":")[2]] if ":" in user_info else []
+    query = url.partition("?")[2]
+    found += [_value(item) for item in query.split("&") if _key(item) == "password"]
+    return sorted((secret for secret in found if secret), key=len, reverse=True)
 
 
 def _without_password(url: str) -> str:

@@ -512,3 +512,22 @@ def test_drop_removes_the_table_and_its_notify_function(log: Log) -> None:
             "SELECT count(*) FROM pg_proc WHERE proname = %s", [f"{log.table}_notify"]
         ).fetchone()
     assert (tables, functions) == ((0,), (0,))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://root:S3cretPW@[::1:5432/db",
+        "postgresql://root:S3cretPW%ZZ@127.0.0.1:5432/db",
+        "postgresql://root:S3cret PW@127.0.0.1:5432/db",
+        "postgresql://root@127.0.0.1:5432/db?password=S3cretPW&sslmode=nonsense x",
+    ],
+)
+def test_a_malformed_url_is_refused_without_showing_its_password(url: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        PostgresEventStore(url)
+
+    message = str(refused.value)
+    assert "S3cret" not in message
+    assert "\n" not in message
+    assert "not a PostgreSQL URL" in message
