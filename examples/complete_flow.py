@@ -17,20 +17,18 @@ difference).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from actors import Projectionist
 from engine import Event, ModelNotFound, generate_events
+from examples._on_stores import run_on_stores
 
 PATIENCE_S = 120.0
 # A user of this run's own, so the example may run again on the same stores.
@@ -183,19 +181,5 @@ def main(event_store: str, store: str) -> bool:
     return exact and differences == 0
 
 
-def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--event-store", help="event store URL (default: temporary)")
-    parser.add_argument("--store", help="snapshot store URL (default: temporary)")
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    options = _arguments()
-    with tempfile.TemporaryDirectory() as made:
-        folder = Path(made)
-        ok = main(
-            options.event_store or f"sqlite:///{folder / 'events.db'}",
-            options.store or f"sqlite:///{folder / 'models.db'}",
-        )
-    sys.exit(0 if ok else 1)
+    sys.exit(run_on_stores(main, __doc__.splitlines()[0]))

@@ -14,14 +14,12 @@ difference).
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from actors import Projectionist
 from engine import Event, generate_events
+from examples._on_stores import run_on_stores
 from stores import open_event_store
 
 BEFORE = 20_000
@@ -74,19 +72,5 @@ def main(event_store: str, store: str) -> bool:
     return differences == 0
 
 
-def _arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--event-store", help="event store URL (default: temporary)")
-    parser.add_argument("--store", help="snapshot store URL (default: temporary)")
-    return parser.parse_args()
-
-
 if __name__ == "__main__":
-    options = _arguments()
-    with tempfile.TemporaryDirectory() as made:
-        folder = Path(made)
-        ok = main(
-            options.event_store or f"sqlite:///{folder / 'events.db'}",
-            options.store or f"sqlite:///{folder / 'models.db'}",
-        )
-    sys.exit(0 if ok else 1)
+    sys.exit(run_on_stores(main, __doc__.splitlines()[0]))
