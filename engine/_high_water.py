@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ._stores import OpenWriter, StoredRow
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Writers' open times come from the store's clock, gap times from ours: a
 # writer open for up to this much less than a gap's age may still hold it.
-CLOCK_MARGIN_S = 1.0
+CLOCK_MARGIN = timedelta(seconds=1)
 
 
 class HighWaterMark:
@@ -71,7 +72,8 @@ class HighWaterMark:
         open_below = False
         for gap in sorted(self._gaps, key=lambda gap: gap.start):
             waited = now - gap.first_seen
-            able = [w for w in writers if w.open_seconds >= waited - CLOCK_MARGIN_S]
+            since = timedelta(seconds=waited) - CLOCK_MARGIN
+            able = [writer for writer in writers if writer.open_for >= since]
             if any(writer.busy for writer in able):
                 gap.quiet_since = now
             open_below = open_below or bool(able)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from ._events import Event
@@ -34,10 +35,10 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class OpenWriter:
-    """A writer's transaction that is open now: for how many seconds it has
-    been open, and whether it is running a statement at the moment."""
+    """A writer's transaction that is open now: for how long it has been
+    open, and whether it is running a statement at the moment."""
 
-    open_seconds: float
+    open_for: timedelta
     busy: bool
 
 

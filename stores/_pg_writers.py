@@ -12,7 +12,7 @@ from engine import OpenWriter
 # it draws a number ahead of its insert; either lock lasts until its
 # transaction ends. Readers only ever take ACCESS SHARE.
 _OPEN_WRITERS = (
-    "SELECT max(extract(epoch FROM now() - a.xact_start))::float8,"
+    "SELECT max(now() - a.xact_start),"
     " bool_or(a.state = 'active')"
     " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
     " WHERE l.locktype = 'relation'"
@@ -32,4 +32,4 @@ def open_writers(connection: Any, table: str, sequence: str | None) -> list[Open
     read them, e.g. quoted and schema-qualified)."""
     with connection.cursor(row_factory=tuple_row) as cursor:
         cursor.execute(_OPEN_WRITERS, {"table": table, "sequence": sequence})
-        return [OpenWriter(float(age), bool(busy)) for age, busy in cursor]
+        return [OpenWriter(open_for, bool(busy)) for open_for, busy in cursor]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -175,8 +176,8 @@ def test_a_writer_that_began_after_the_gap_was_seen_cannot_hold_it(
     mark = HighWaterMark(True, 5.0, clock=clock)
     mark.note(0, rows(1, 3))
     clock.now += 3.0
-    newer = OpenWriter(open_seconds=1.5, busy=True)
-    older = OpenWriter(open_seconds=3.5, busy=False)
+    newer = OpenWriter(timedelta(seconds=1.5), busy=True)
+    older = OpenWriter(timedelta(seconds=3.5), busy=False)
     assert mark.weigh([newer]) == 3
     assert mark.weigh([newer, older]) == 0
 
@@ -188,10 +189,10 @@ def test_a_writer_at_work_on_a_gap_holds_its_timeout_back(clock: Clock) -> None:
     mark.note(0, rows(1, 9))
     for _ in range(10):
         clock.now += 2.0
-        mark.weigh([OpenWriter(open_seconds=clock.now - 99.0, busy=True)])
+        mark.weigh([OpenWriter(timedelta(seconds=clock.now - 99), busy=True)])
         assert numbers(mark.settle(1, rows(9))) == []
     # It stops working but keeps its transaction open: the timeout runs.
-    mark.weigh([OpenWriter(open_seconds=clock.now - 99.0, busy=False)])
+    mark.weigh([OpenWriter(timedelta(seconds=clock.now - 99), busy=False)])
     clock.now += 4.9
     assert numbers(mark.settle(1, rows(9))) == []
     clock.now += 0.1

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -257,7 +257,7 @@ def test_a_number_reserved_ahead_of_its_insert_shows_its_writer(
         )
         time.sleep(0.2)
         (writer,) = store.open_writers()
-        assert writer.open_seconds >= 0.2
+        assert writer.open_for >= timedelta(seconds=0.2)
         other.rollback()
     assert store.open_writers() == []
 
