@@ -91,8 +91,8 @@ class HighWaterMark:
         passed as holes at once; the others once no writer has worked on
         them for ``timeout`` seconds since they were first seen missing.
         """
-        if not self.gaps_may_fill:
-            self.mark = max(self.mark, rows[-1].sequence_number if rows else after)
+        if not self.gaps_may_fill or _gapless(after, rows):
+            self._pass(rows[-1].sequence_number if rows else after)
             return list(rows)
         now = self._clock()
         self._note_gaps(after, rows, now)
@@ -107,11 +107,17 @@ class HighWaterMark:
                 break
             safe.append(row)
             position = number
-        self.mark = max(self.mark, position)
-        self._gaps = [gap for gap in self._gaps if gap.end > self.mark + 1]
+        self._pass(position)
         return safe
 
+    def _pass(self, position: int) -> None:
+        # Everything up to ``position`` is settled; forget the gaps below it.
+        self.mark = max(self.mark, position)
+        self._gaps = [gap for gap in self._gaps if gap.end > self.mark + 1]
+
     def _note_gaps(self, after: int, rows: Sequence[StoredRow], now: float) -> None:
+        if _gapless(after, rows):
+            return
         previous = after
         for row in rows:
             first = max(previous, self.mark) + 1
@@ -154,6 +160,12 @@ class HighWaterMark:
         if not self._gaps:
             return None
         return min(gap.quiet_since for gap in self._gaps) + self.timeout
+
+
+def _gapless(after: int, rows: Sequence[StoredRow]) -> bool:
+    # Rows strictly increase, so they leave no number out exactly when the
+    # last is as far past ``after`` as there are rows.
+    return not rows or rows[-1].sequence_number - after == len(rows)
 
 
 @dataclass(slots=True)
